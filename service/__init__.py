@@ -1,0 +1,1 @@
+"""The order service: Kafka ingest, PostgreSQL storage, shared-memory cache, HTTP API."""

@@ -1,0 +1,137 @@
+"""Settings from environment variables, checked once at start.
+
+Every value is parsed and range-checked before anything connects, so a typo stops the start
+with a message naming the variable (`Config 'HTTP_PORT' has value 'x'. Expected ...`) instead
+of surfacing later as a confusing runtime error. Names follow the Go predecessor where it had one.
+"""
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg.conninfo import make_conninfo
+
+from service.errors import ConfigError
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_METRICS_DIR = "/tmp/order-service-metrics"
+_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the processes need to know; built by `load_settings`."""
+
+    postgres_host: str
+    postgres_port: int
+    postgres_user: str
+    postgres_password: str
+    postgres_db: str
+    postgres_pool_size: int
+    kafka_brokers: str
+    kafka_topic: str
+    kafka_dlq_topic: str
+    kafka_group: str
+    kafka_partitions: int
+    kafka_replication: int
+    ingest_batch_size: int
+    ingest_batch_wait_ms: int
+    cache_size: int
+    cache_bytes: int
+    cache_name: str
+    http_host: str
+    http_port: int
+    http_workers: int
+    metrics_dir: str
+    migrations_dir: str
+    log_level: str
+
+    @property
+    def postgres_conninfo(self) -> str:
+        """libpq connection string, quoted so any password works."""
+        return make_conninfo(
+            host=self.postgres_host,
+            port=self.postgres_port,
+            dbname=self.postgres_db,
+            user=self.postgres_user,
+            password=self.postgres_password,
+            application_name="order-service",
+        )
+
+
+class _Reader:
+    """Reads typed values out of an environment mapping, naming the variable on failure."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def raw(self, name: str, default: str) -> str:
+        return self._environ.get(name, default)
+
+    def text(self, name: str, default: str, pattern: re.Pattern[str] | None = None) -> str:
+        value = self.raw(name, default).strip()
+        if not value:
+            raise ConfigError(f"Config {name!r} is empty. Expected a value (default {default!r}).")
+        if pattern is not None and not pattern.fullmatch(value):
+            raise ConfigError(
+                f"Config {name!r} has value {value!r}. Expected letters, digits, '.', '_' or '-'."
+            )
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        value = self.raw(name, str(default)).strip()
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(
+                f"Config {name!r} has value {value!r}. Expected an integer from {low} to {high}."
+            ) from None
+        if not low <= number <= high:
+            raise ConfigError(
+                f"Config {name!r} has value {value!r}. Expected an integer from {low} to {high}."
+            )
+        return number
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.raw(name, default).strip().upper()
+        if value not in choices:
+            raise ConfigError(
+                f"Config {name!r} has value {value!r}. Expected one of {', '.join(choices)}."
+            )
+        return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Parse and check every setting; raise ConfigError naming the first bad one."""
+    env = _Reader(os.environ if environ is None else environ)
+    topic = env.text("KAFKA_TOPIC", "orders", _NAME)
+    cache_size = env.integer("CACHE_SIZE", 100_000, 1, 50_000_000)
+    return Settings(
+        postgres_host=env.text("POSTGRES_HOST", "127.0.0.1"),
+        postgres_port=env.integer("POSTGRES_PORT", 55432, 1, 65535),
+        postgres_user=env.text("POSTGRES_USER", "orders"),
+        postgres_password=env.raw("POSTGRES_PASSWORD", "orders"),
+        postgres_db=env.text("POSTGRES_DB", "orders"),
+        postgres_pool_size=env.integer("POSTGRES_POOL_SIZE", 4, 1, 100),
+        kafka_brokers=env.text("KAFKA_BROKERS", "localhost:9092"),
+        kafka_topic=topic,
+        kafka_dlq_topic=env.text("KAFKA_DLQ_TOPIC", f"{topic}.dlq", _NAME),
+        kafka_group=env.text("KAFKA_GROUP", "orders-service", _NAME),
+        kafka_partitions=env.integer("KAFKA_PARTITIONS", 6, 1, 1000),
+        kafka_replication=env.integer("KAFKA_REPLICATION", 1, 1, 7),
+        ingest_batch_size=env.integer("INGEST_BATCH_SIZE", 5000, 1, 100_000),
+        ingest_batch_wait_ms=env.integer("INGEST_BATCH_WAIT_MS", 100, 1, 60_000),
+        cache_size=cache_size,
+        # About 4 KiB per order by default: orders are 1-3 KiB of JSON plus record overhead.
+        cache_bytes=env.integer("CACHE_BYTES", cache_size * 4096, 1 << 20, 1 << 40),
+        cache_name=env.text("CACHE_NAME", "order-service-cache", _NAME),
+        http_host=env.text("HTTP_HOST", "127.0.0.1"),
+        http_port=env.integer("HTTP_PORT", 8082, 1, 65535),
+        http_workers=env.integer("HTTP_WORKERS", 2, 1, 64),
+        metrics_dir=env.text("METRICS_DIR", DEFAULT_METRICS_DIR),
+        migrations_dir=env.text("MIGRATIONS_DIR", str(_REPO_ROOT / "migrations")),
+        log_level=env.choice("LOG_LEVEL", "INFO", _LOG_LEVELS),
+    )

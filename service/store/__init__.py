@@ -1,0 +1,1 @@
+"""PostgreSQL: connections and error translation, migrations, the batch writer, the readers."""

@@ -1,0 +1,55 @@
+"""Connections to PostgreSQL and the one place psycopg errors become service errors.
+
+Callers see `StoreUnavailable` (retry later: the server is down, restarting or unreachable)
+or `StoreRejected` (the data itself was refused: retrying the same rows cannot help).
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from service.config import Settings
+from service.errors import StoreRejected, StoreUnavailable
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+CONNECT_TIMEOUT_S = 5
+
+# SQLSTATE classes that describe the rows, not the server: 22 data exception,
+# 23 integrity constraint violation.
+_DATA_CLASSES = ("22", "23")
+
+
+def translate(exc: psycopg.Error) -> StoreUnavailable | StoreRejected:
+    """Map a psycopg error to the service error that tells the caller what to do next."""
+    sqlstate = exc.sqlstate or ""
+    if sqlstate[:2] in _DATA_CLASSES:
+        return StoreRejected(f"PostgreSQL rejected the data: {exc.diag.message_primary or exc}")
+    return StoreUnavailable(f"PostgreSQL is unavailable: {str(exc).strip() or type(exc).__name__}")
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Re-raise psycopg errors in the block as StoreUnavailable or StoreRejected."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+
+
+def connection_kwargs(settings: Settings) -> dict[str, str | int]:
+    """Connection options shared by every connection and pool: UTC, so timestamps read back
+    exactly as they were stored, and a bounded connect time."""
+    return {
+        "conninfo": settings.postgres_conninfo,
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "options": "-c timezone=UTC",
+    }
+
+
+def connect(settings: Settings, *, autocommit: bool = False) -> Connection:
+    """A synchronous connection with the service's options."""
+    with translated_errors():
+        return psycopg.connect(**connection_kwargs(settings), autocommit=autocommit)  # type: ignore[arg-type]

@@ -1,0 +1,80 @@
+"""Orders read back from PostgreSQL: one order with all its parts in one query, the newest
+orders for warm-up, and the recent-orders summary for the web page.
+
+Rows become the same `Order` Structs the consumer decoded, so `encode_order` gives the same
+bytes whether an order reached the cache from Kafka or from the database.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from service.model import Delivery, Item, Order, Payment
+
+_items_decoder = msgspec.json.Decoder(list[Item])
+
+_ITEM_FIELDS = Item.__struct_fields__
+
+# The items of an order as one JSON array, in arrival order; the rest are plain columns.
+_SELECT_ORDERS = f"""
+SELECT o.order_uid, o.track_number, o.entry,
+       d.name, d.phone, d.zip, d.city, d.address, d.region, d.email,
+       p.transaction, p.request_id, p.currency, p.provider, p.amount, p.payment_dt, p.bank,
+       p.delivery_cost, p.goods_total, p.custom_fee,
+       o.locale, o.internal_signature, o.customer_id, o.delivery_service, o.shardkey,
+       o.sm_id, o.date_created, o.oof_shard,
+       (SELECT json_agg(json_build_object({", ".join(f"'{f}', i.{f}" for f in _ITEM_FIELDS)})
+                        ORDER BY i.line_no)::text
+          FROM items i WHERE i.order_uid = o.order_uid)
+  FROM orders o
+  JOIN deliveries d USING (order_uid)
+  JOIN payments p USING (order_uid)
+"""
+
+ORDER_BY_UID = _SELECT_ORDERS + " WHERE o.order_uid = %s"
+NEWEST_ORDERS = _SELECT_ORDERS + " ORDER BY o.date_created DESC LIMIT %s"
+
+RECENT_SUMMARIES = """
+SELECT o.order_uid, o.date_created, o.customer_id, p.amount, p.currency,
+       (SELECT count(*) FROM items i WHERE i.order_uid = o.order_uid)
+  FROM orders o JOIN payments p USING (order_uid)
+ ORDER BY o.date_created DESC
+ LIMIT %s
+"""
+
+
+class OrderSummary(msgspec.Struct):
+    """One line of the recent-orders list."""
+
+    order_uid: str
+    date_created: datetime
+    customer_id: str
+    amount: int
+    currency: str
+    item_count: int
+
+
+def order_from_row(row: Sequence[Any]) -> Order:
+    """Rebuild an Order from one row of `ORDER_BY_UID` or `NEWEST_ORDERS`."""
+    return Order(
+        order_uid=row[0],
+        track_number=row[1],
+        entry=row[2],
+        delivery=Delivery(*row[3:10]),
+        payment=Payment(*row[10:20]),
+        items=_items_decoder.decode(row[28]),
+        locale=row[20],
+        internal_signature=row[21],
+        customer_id=row[22],
+        delivery_service=row[23],
+        shardkey=row[24],
+        sm_id=row[25],
+        date_created=row[26],
+        oof_shard=row[27],
+    )
+
+
+def summary_from_row(row: Sequence[Any]) -> OrderSummary:
+    return OrderSummary(*row)

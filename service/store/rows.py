@@ -1,0 +1,131 @@
+"""Order → table rows: the column lists of the four tables and the tuples COPY writes.
+
+The column lists are the single source for the COPY statements, the staging tables and the
+benchmark's `psql \\copy` ceiling, so all three always write the same rows.
+"""
+
+from collections.abc import Iterable, Iterator
+
+from service.model import Order
+
+ORDER_COLUMNS = (
+    "order_uid",
+    "track_number",
+    "entry",
+    "locale",
+    "internal_signature",
+    "customer_id",
+    "delivery_service",
+    "shardkey",
+    "sm_id",
+    "date_created",
+    "oof_shard",
+)
+DELIVERY_COLUMNS = ("order_uid", "name", "phone", "zip", "city", "address", "region", "email")
+PAYMENT_COLUMNS = (
+    "order_uid",
+    "transaction",
+    "request_id",
+    "currency",
+    "provider",
+    "amount",
+    "payment_dt",
+    "bank",
+    "delivery_cost",
+    "goods_total",
+    "custom_fee",
+)
+ITEM_COLUMNS = (
+    "order_uid",
+    "line_no",
+    "chrt_id",
+    "track_number",
+    "price",
+    "rid",
+    "name",
+    "sale",
+    "size",
+    "total_price",
+    "nm_id",
+    "brand",
+    "status",
+)
+
+TABLES: dict[str, tuple[str, ...]] = {
+    "orders": ORDER_COLUMNS,
+    "deliveries": DELIVERY_COLUMNS,
+    "payments": PAYMENT_COLUMNS,
+    "items": ITEM_COLUMNS,
+}
+
+Row = tuple[object, ...]
+
+
+def order_row(order: Order) -> Row:
+    return (
+        order.order_uid,
+        order.track_number,
+        order.entry,
+        order.locale,
+        order.internal_signature,
+        order.customer_id,
+        order.delivery_service,
+        order.shardkey,
+        order.sm_id,
+        order.date_created,
+        order.oof_shard,
+    )
+
+
+def delivery_row(order: Order) -> Row:
+    d = order.delivery
+    return (order.order_uid, d.name, d.phone, d.zip, d.city, d.address, d.region, d.email)
+
+
+def payment_row(order: Order) -> Row:
+    p = order.payment
+    return (
+        order.order_uid,
+        p.transaction,
+        p.request_id,
+        p.currency,
+        p.provider,
+        p.amount,
+        p.payment_dt,
+        p.bank,
+        p.delivery_cost,
+        p.goods_total,
+        p.custom_fee,
+    )
+
+
+def item_rows(order: Order) -> Iterator[Row]:
+    uid = order.order_uid
+    for line_no, i in enumerate(order.items):
+        yield (
+            uid,
+            line_no,
+            i.chrt_id,
+            i.track_number,
+            i.price,
+            i.rid,
+            i.name,
+            i.sale,
+            i.size,
+            i.total_price,
+            i.nm_id,
+            i.brand,
+            i.status,
+        )
+
+
+def rows_by_table(orders: Iterable[Order]) -> dict[str, list[Row]]:
+    """Every row the orders make, grouped by table, in `TABLES` order."""
+    tables: dict[str, list[Row]] = {name: [] for name in TABLES}
+    orders_rows, deliveries, payments, items = tables.values()
+    for order in orders:
+        orders_rows.append(order_row(order))
+        deliveries.append(delivery_row(order))
+        payments.append(payment_row(order))
+        items.extend(item_rows(order))
+    return tables

@@ -1,0 +1,99 @@
+"""The batch writer: a batch of orders into the four tables in one transaction.
+
+Rows are COPYed into session-local staging tables, then one prepared statement moves them
+into the real tables with `INSERT … ON CONFLICT DO NOTHING`, inserting the parts only of the
+orders that statement itself created. So an order is stored whole or not at all, a redelivered
+batch is harmless, and the first write of an `order_uid` wins: a later copy, in another batch
+or the same one, changes nothing.
+"""
+
+from collections.abc import Sequence
+
+from service.errors import StoreRejected
+from service.model import Order
+from service.store.db import Connection, translated_errors
+from service.store.rows import TABLES, rows_by_table
+
+Rejected = tuple[Order, StoreRejected]
+
+_STAGING = {table: f"staging_{table}" for table in TABLES}
+
+_CREATE_STAGING = [
+    # Temporary tables are unlogged and private to the session; rows vanish at each commit.
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (LIKE {table} INCLUDING DEFAULTS) "
+    "ON COMMIT DELETE ROWS"
+    for table, staging in _STAGING.items()
+]
+
+_COPY = {
+    table: f"COPY {_STAGING[table]} ({', '.join(columns)}) FROM STDIN"
+    for table, columns in TABLES.items()
+}
+
+
+def _insert_children(table: str) -> str:
+    columns = ", ".join(TABLES[table])
+    return (
+        f"{table}_new AS (INSERT INTO {table} ({columns}) "
+        f"SELECT {', '.join('s.' + c for c in TABLES[table])} "
+        f"FROM {_STAGING[table]} s JOIN new_orders USING (order_uid))"
+    )
+
+
+_MOVE = (
+    "WITH new_orders AS ("
+    f"INSERT INTO orders ({', '.join(TABLES['orders'])}) "
+    f"SELECT {', '.join(TABLES['orders'])} FROM {_STAGING['orders']} "
+    "ON CONFLICT (order_uid) DO NOTHING RETURNING order_uid), "
+    + ", ".join(_insert_children(t) for t in ("deliveries", "payments", "items"))
+    + " SELECT order_uid FROM new_orders"
+)
+
+
+def first_copies(orders: Sequence[Order]) -> list[Order]:
+    """The orders with later copies of the same order_uid removed (first write wins)."""
+    seen: set[str] = set()
+    unique = []
+    for order in orders:
+        if order.order_uid not in seen:
+            seen.add(order.order_uid)
+            unique.append(order)
+    return unique
+
+
+class OrderWriter:
+    """Writes batches over one connection; build a new one after the connection is lost."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        with translated_errors(), conn.transaction():
+            for statement in _CREATE_STAGING:
+                conn.execute(statement.encode())
+
+    def write(self, orders: Sequence[Order]) -> list[Order]:
+        """Store the batch in one transaction; return the orders that were new."""
+        unique = first_copies(orders)
+        tables = rows_by_table(unique)
+        with translated_errors(), self._conn.transaction(), self._conn.cursor() as cur:
+            for table, rows in tables.items():
+                with cur.copy(_COPY[table].encode()) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            created = {uid for (uid,) in cur.execute(_MOVE.encode(), prepare=True)}
+        return [order for order in unique if order.order_uid in created]
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def write_isolating(self, orders: Sequence[Order]) -> tuple[list[Order], list[Rejected]]:
+        """Store the batch; if PostgreSQL rejects some order, bisect until only the rejected
+        ones are left out. Returns (new orders, rejected orders with the database's reason)."""
+        try:
+            return self.write(orders), []
+        except StoreRejected as exc:
+            if len(orders) == 1:
+                return [], [(orders[0], exc)]
+        middle = len(orders) // 2
+        stored_left, rejected_left = self.write_isolating(orders[:middle])
+        stored_right, rejected_right = self.write_isolating(orders[middle:])
+        return stored_left + stored_right, rejected_left + rejected_right

@@ -1,0 +1,1 @@
+"""Kafka → validated orders → PostgreSQL → cache: the consumer process and its parts."""

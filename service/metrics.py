@@ -1,0 +1,55 @@
+"""Prometheus metrics shared by the consumer and every API worker process.
+
+prometheus_client's multiprocess mode keeps each process's values in files under one
+directory and sums them at scrape time. It picks that mode when it is first imported, so
+this module points PROMETHEUS_MULTIPROC_DIR at METRICS_DIR before importing it; the process
+that starts the others empties the directory first (`reset_metrics_dir`).
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+from service.config import DEFAULT_METRICS_DIR
+
+METRICS_DIR = Path(os.environ.get("METRICS_DIR", DEFAULT_METRICS_DIR))
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
+METRICS_DIR.mkdir(parents=True, exist_ok=True)
+
+from prometheus_client import (  # noqa: E402 - must follow the environment set-up above
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
+
+ORDERS_CONSUMED = Counter("orders_consumed", "Messages read from the order topic")
+ORDERS_STORED = Counter("orders_stored", "Orders newly written to PostgreSQL")
+ORDERS_DUPLICATE = Counter("orders_duplicate", "Valid orders whose order_uid was already stored")
+DEAD_LETTERS = Counter("dead_letters", "Messages sent to the dead-letter topic", ["kind"])
+BATCH_SECONDS = Histogram(
+    "ingest_batch_seconds",
+    "Time from a batch read to its offset commit",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CONSUMER_LAG = Gauge(
+    "consumer_lag", "Messages in the order topic not yet consumed", multiprocess_mode="livesum"
+)
+HTTP_REQUESTS = Counter("http_requests", "HTTP responses by status code", ["status"])
+CACHE_HITS = Counter("cache_hits", "Order lookups answered from the shared cache")
+CACHE_MISSES = Counter("cache_misses", "Order lookups that went to PostgreSQL")
+
+
+def reset_metrics_dir() -> None:
+    """Forget the values of processes from an earlier run."""
+    shutil.rmtree(METRICS_DIR, ignore_errors=True)
+    METRICS_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def render(extra: list[str]) -> bytes:
+    """The Prometheus text exposition of every process's metrics, plus `extra` lines."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(METRICS_DIR))  # type: ignore[no-untyped-call]
+    return generate_latest(registry) + "".join(line + "\n" for line in extra).encode()

@@ -47,6 +47,7 @@ class Settings:
     http_workers: int
     metrics_dir: str
     migrations_dir: str
+    web_dir: str
     log_level: str
 
     @property
@@ -126,12 +127,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ingest_batch_wait_ms=env.integer("INGEST_BATCH_WAIT_MS", 100, 1, 60_000),
         cache_size=cache_size,
         # About 4 KiB per order by default: orders are 1-3 KiB of JSON plus record overhead.
-        cache_bytes=env.integer("CACHE_BYTES", cache_size * 4096, 1 << 20, 1 << 40),
+        cache_bytes=env.integer("CACHE_BYTES", max(1 << 20, cache_size * 4096), 1 << 20, 1 << 40),
         cache_name=env.text("CACHE_NAME", "order-service-cache", _NAME),
         http_host=env.text("HTTP_HOST", "127.0.0.1"),
         http_port=env.integer("HTTP_PORT", 8082, 1, 65535),
         http_workers=env.integer("HTTP_WORKERS", 2, 1, 64),
         metrics_dir=env.text("METRICS_DIR", DEFAULT_METRICS_DIR),
         migrations_dir=env.text("MIGRATIONS_DIR", str(_REPO_ROOT / "migrations")),
+        web_dir=env.text("WEB_DIR", str(_REPO_ROOT / "web")),
         log_level=env.choice("LOG_LEVEL", "INFO", _LOG_LEVELS),
     )

@@ -21,8 +21,9 @@ from typing import Any
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from service.cache import SharedCache
 from service.config import Settings
-from service.errors import StoreUnavailable
+from service.errors import CacheError, StoreUnavailable
 from service.ingest.deadletter import DeadLetters
 from service.ingest.kafka import consumer_config, ensure_topics
 from service.ingest.progress import IngestProgress
@@ -184,10 +185,20 @@ def _describe(partitions: list[TopicPartition]) -> str:
     return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing"
 
 
-def run_consumer(settings: Settings, cache: CacheSink | None = None) -> None:
-    """Create topics, then consume until SIGTERM or SIGINT; the batch in hand is finished."""
+def _attach_cache(settings: Settings) -> SharedCache | None:
+    try:
+        return SharedCache.attach(settings.cache_name)
+    except CacheError as exc:
+        log.warning("%s; consuming without filling the cache", exc)
+        return None
+
+
+def run_consumer(settings: Settings) -> None:
+    """Create topics, then consume until SIGTERM or SIGINT; the batch in hand is finished.
+    Stored orders go to the shared cache when its owner (`serve` or `run`) has created it."""
     ensure_topics(settings)
-    consumer = OrderConsumer(settings, cache)
+    cache = _attach_cache(settings)
+    consumer = OrderConsumer(settings, cache.put_many if cache is not None else None)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: consumer.stop.set())
     consumer.run()

@@ -9,11 +9,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
 from service.config import Settings
 from service.errors import StoreRejected, StoreUnavailable
 
 Connection = psycopg.Connection[tuple[Any, ...]]
+Pool = AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]
 
 CONNECT_TIMEOUT_S = 5
 
@@ -53,3 +56,16 @@ def connect(settings: Settings, *, autocommit: bool = False) -> Connection:
     """A synchronous connection with the service's options."""
     with translated_errors():
         return psycopg.connect(**connection_kwargs(settings), autocommit=autocommit)  # type: ignore[arg-type]
+
+
+def async_pool(settings: Settings) -> Pool:
+    """The API workers' pool; opened by the caller. Connections are checked before use, so
+    the pool recovers by itself after PostgreSQL restarts."""
+    return AsyncConnectionPool(
+        min_size=1,
+        max_size=settings.postgres_pool_size,
+        kwargs={k: v for k, v in connection_kwargs(settings).items() if k != "conninfo"},
+        conninfo=settings.postgres_conninfo,
+        check=AsyncConnectionPool.check_connection,
+        open=False,
+    )

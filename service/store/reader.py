@@ -5,13 +5,16 @@ Rows become the same `Order` Structs the consumer decoded, so `encode_order` giv
 bytes whether an order reached the cache from Kafka or from the database.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from service.model import Delivery, Item, Order, Payment
+from service.store.db import Connection, Pool, translated_errors
+
+POOL_TIMEOUT_S = 2.0
 
 _items_decoder = msgspec.json.Decoder(list[Item])
 
@@ -34,7 +37,12 @@ SELECT o.order_uid, o.track_number, o.entry,
 """
 
 ORDER_BY_UID = _SELECT_ORDERS + " WHERE o.order_uid = %s"
-NEWEST_ORDERS = _SELECT_ORDERS + " ORDER BY o.date_created DESC LIMIT %s"
+# Oldest first, so that if the cache must evict while warming up it evicts the oldest.
+NEWEST_ORDERS = (
+    _SELECT_ORDERS
+    + " WHERE o.order_uid IN (SELECT order_uid FROM orders ORDER BY date_created DESC LIMIT %s)"
+    + " ORDER BY o.date_created"
+)
 
 RECENT_SUMMARIES = """
 SELECT o.order_uid, o.date_created, o.customer_id, p.amount, p.currency,
@@ -76,5 +84,34 @@ def order_from_row(row: Sequence[Any]) -> Order:
     )
 
 
-def summary_from_row(row: Sequence[Any]) -> OrderSummary:
-    return OrderSummary(*row)
+async def fetch_order(pool: Pool, order_uid: str) -> Order | None:
+    """The stored order, or None; StoreUnavailable if the database cannot be reached."""
+    with translated_errors():
+        async with pool.connection(timeout=POOL_TIMEOUT_S) as conn:
+            cur = await conn.execute(ORDER_BY_UID, (order_uid,), prepare=True)
+            row = await cur.fetchone()
+    return None if row is None else order_from_row(row)
+
+
+async def fetch_recent(pool: Pool, limit: int) -> list[OrderSummary]:
+    with translated_errors():
+        async with pool.connection(timeout=POOL_TIMEOUT_S) as conn:
+            cur = await conn.execute(RECENT_SUMMARIES, (limit,), prepare=True)
+            rows = await cur.fetchall()
+    return [OrderSummary(*row) for row in rows]
+
+
+async def ping(pool: Pool) -> None:
+    """Raise StoreUnavailable unless a query goes through."""
+    with translated_errors():
+        async with pool.connection(timeout=POOL_TIMEOUT_S) as conn:
+            await conn.execute("SELECT 1")
+
+
+def newest_orders(conn: Connection, limit: int, chunk: int = 5000) -> Iterator[list[Order]]:
+    """The newest `limit` orders, oldest of them first, in chunks (a server-side cursor)."""
+    with translated_errors(), conn.transaction(), conn.cursor(name="newest_orders") as cur:
+        cur.itersize = chunk
+        cur.execute(NEWEST_ORDERS, (limit,))
+        while rows := cur.fetchmany(chunk):
+            yield [order_from_row(row) for row in rows]

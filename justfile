@@ -1,0 +1,58 @@
+# Recipes for the order service. On a fresh machine run them through ./dev (it creates the
+# virtualenv that provides `just`): ./dev up, ./dev test.
+
+set dotenv-load := true
+
+python := ".venv/bin/python"
+
+# List the recipes.
+default:
+    @just --list
+
+# Everything, locally: PostgreSQL, Kafka, migrations, consumer, API workers and demo producer.
+up: infra-up migrate-up
+    {{python}} -m service run --demo-rate ${DEMO_RATE:-20}
+
+# Start PostgreSQL and Kafka (idempotent).
+infra-up:
+    bash infra/postgres.sh up
+    bash infra/kafka.sh up
+
+# Stop PostgreSQL and Kafka (their data stays under .local/ and the Debian cluster).
+infra-down:
+    bash infra/kafka.sh down
+    bash infra/postgres.sh down
+
+# Apply every pending migration.
+migrate-up:
+    {{python}} -m service migrate up
+
+# Revert the newest migration (or N: just migrate-down 2).
+migrate-down steps="1":
+    {{python}} -m service migrate down {{steps}}
+
+# Print the schema version.
+migrate-version:
+    {{python}} -m service migrate version
+
+# Send demo orders: just produce 1000, or at a rate: just produce 100000 --rate 500.
+produce count="100" *args="":
+    {{python}} -m service produce --count {{count}} {{args}}
+
+# The full test suite against real PostgreSQL, Kafka and Chromium.
+test *args="": test-deps
+    {{python}} -m pytest {{args}}
+
+# The quick set: everything not marked slow.
+test-fast *args="": test-deps
+    {{python}} -m pytest -m "not slow" {{args}}
+
+# Linters and type checks.
+lint:
+    .venv/bin/ruff check service tests bench
+    .venv/bin/ruff format --check service tests bench
+    .venv/bin/mypy service
+
+# System packages the tests use beyond PostgreSQL and Kafka (Chromium for the page).
+test-deps:
+    bash infra/test-deps.sh

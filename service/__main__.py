@@ -1,0 +1,102 @@
+"""`python -m service`: run everything, or one part (consume, serve, produce, migrate)."""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from service.config import load_settings
+from service.errors import ServiceError
+
+log = logging.getLogger("service")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="consumer + API workers (+ demo producer)")
+    run.add_argument(
+        "--demo-rate",
+        type=float,
+        default=None,
+        help="also run the demo producer at this many orders per second",
+    )
+    commands.add_parser("consume", help="the Kafka consumer only")
+    commands.add_parser("serve", help="the HTTP API workers only")
+    produce = commands.add_parser("produce", help="send demo orders to the topic")
+    produce.add_argument("--count", type=int, default=100)
+    produce.add_argument("--rate", type=float, default=None, help="orders per second")
+    produce.add_argument(
+        "--invalid-ratio",
+        type=float,
+        default=0.0,
+        help="share of deliberately broken messages, 0-1",
+    )
+    produce.add_argument(
+        "--reference",
+        action="store_true",
+        help="also send the reference order (web/example-order.json)",
+    )
+    produce.add_argument("--seed", type=int, default=None)
+    migrate = commands.add_parser("migrate", help="database schema migrations")
+    migrate.add_argument("direction", choices=["up", "down", "version"])
+    migrate.add_argument("steps", nargs="?", type=int, default=1, help="for down: how many")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = load_settings()
+    logging.basicConfig(
+        level=settings.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
+    )
+    # Imported here: the metrics module must see METRICS_DIR before prometheus_client loads.
+    match args.command:
+        case "run" | "serve":
+            from service.runner import Parts, run
+
+            parts = Parts(
+                consumer=args.command == "run", api=True, demo_rate=getattr(args, "demo_rate", None)
+            )
+            return run(settings, parts)
+        case "consume":
+            from service.ingest.consumer import run_consumer
+
+            run_consumer(settings)
+            return 0
+        case "produce":
+            from service.produce import produce
+
+            reference = Path(settings.web_dir) / "example-order.json" if args.reference else None
+            produce(settings, args.count, args.rate, args.invalid_ratio, reference, args.seed)
+            return 0
+        case "migrate":
+            from service.store import migrate
+            from service.store.db import connect
+
+            directory = Path(settings.migrations_dir)
+            with connect(settings) as conn:
+                if args.direction == "up":
+                    applied = migrate.up(conn, directory)
+                    print(
+                        f"applied {applied or 'nothing'}; version {migrate.current_version(conn)}"
+                    )
+                elif args.direction == "down":
+                    reverted = migrate.down(conn, directory, args.steps)
+                    print(
+                        f"reverted {reverted or 'nothing'}; version {migrate.current_version(conn)}"
+                    )
+                else:
+                    print(migrate.current_version(conn))
+            return 0
+    return 2
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,34 @@
+"""The Litestar application that granian runs in every worker process (`service.api.app:app`)."""
+
+from pathlib import Path
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+
+from service.api.health import healthz, prometheus_metrics, readyz
+from service.api.orders import get_order, recent_orders
+from service.api.problems import EXCEPTION_HANDLERS
+from service.api.state import lifespan
+from service.api.web import page, static_router
+from service.config import Settings, load_settings
+
+
+def create_app(settings: Settings) -> Litestar:
+    return Litestar(
+        route_handlers=[
+            get_order,
+            recent_orders,
+            healthz,
+            readyz,
+            prometheus_metrics,
+            page,
+            static_router(Path(settings.web_dir)),
+        ],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        openapi_config=OpenAPIConfig(title="Order service", version="1.0.0", path="/schema"),
+        state={"settings": settings},  # type: ignore[arg-type]
+    )
+
+
+app = create_app(load_settings())

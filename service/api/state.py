@@ -1,0 +1,34 @@
+"""What each worker opens at start and closes at exit, kept on `app.state.orders`."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from litestar import Litestar
+
+from service.cache import SharedCache
+from service.config import Settings
+from service.store.db import Pool, async_pool
+
+
+@dataclass(frozen=True, slots=True)
+class AppState:
+    settings: Settings
+    cache: SharedCache
+    pool: Pool
+
+
+@asynccontextmanager
+async def lifespan(app: Litestar) -> AsyncIterator[None]:
+    """Attach to the shared cache and open the database pool; close both on the way out."""
+    settings: Settings = app.state.settings
+    cache = SharedCache.attach(settings.cache_name)
+    pool = async_pool(settings)
+    # Not waiting: a worker must start and serve cache hits even while PostgreSQL is down.
+    await pool.open(wait=False)
+    app.state.orders = AppState(settings, cache, pool)
+    try:
+        yield
+    finally:
+        await pool.close()
+        cache.close()

@@ -1,0 +1,128 @@
+"""Starting and stopping the processes together: the consumer, granian's workers, the demo
+producer. The parent owns the shared cache: it creates (or replaces a stale) region, warms it,
+starts the children, and removes the region after they have stopped."""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from service import metrics
+from service.cache import SharedCache
+from service.config import Settings
+from service.ingest.kafka import ensure_topics
+from service.warmup import warm_cache
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    consumer: bool
+    api: bool
+    demo_rate: float | None = None
+
+
+def _granian_command(settings: Settings) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "asgi",
+        "--loop",
+        "uvloop",
+        "--workers",
+        str(settings.http_workers),
+        "--host",
+        settings.http_host,
+        "--port",
+        str(settings.http_port),
+        "--respawn-failed-workers",
+        "--workers-kill-timeout",
+        str(int(STOP_GRACE_S)),
+        "--no-ws",
+        "--log-level",
+        settings.log_level.lower(),
+        "service.api.app:app",
+    ]
+
+
+def _children(settings: Settings, parts: Parts) -> dict[str, list[str]]:
+    service = [sys.executable, "-m", "service"]
+    commands = {}
+    if parts.consumer:
+        commands["consumer"] = [*service, "consume"]
+    if parts.api:
+        commands["api"] = _granian_command(settings)
+    if parts.demo_rate:
+        commands["producer"] = [
+            *service,
+            "produce",
+            "--rate",
+            str(parts.demo_rate),
+            "--count",
+            "1000000000",
+            "--invalid-ratio",
+            "0.01",
+            "--reference",
+        ]
+    return commands
+
+
+def _stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for name, process in processes.items():
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0f s; killing it", name, STOP_GRACE_S)
+            process.kill()
+            process.wait()
+
+
+def run(settings: Settings, parts: Parts) -> int:
+    """Run the chosen parts until SIGTERM/SIGINT or until one of them dies; return exit code."""
+    metrics.reset_metrics_dir()
+    ensure_topics(settings)
+    cache = SharedCache.create(settings.cache_name, settings.cache_size, settings.cache_bytes)
+    stopping = False
+
+    def request_stop(signum: int, _: object) -> None:
+        nonlocal stopping
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        warm_cache(settings, cache)
+        env = dict(os.environ, METRICS_DIR=str(metrics.METRICS_DIR))
+        for name, command in _children(settings, parts).items():
+            processes[name] = subprocess.Popen(command, env=env)
+        if parts.api:
+            url = f"http://{settings.http_host}:{settings.http_port}"
+            print(
+                f"\n  Order page:  {url}/\n  Try:         curl {url}/order/f563feb7b2b84b6test\n",
+                flush=True,
+            )
+        while not stopping:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    log.error("%s exited with code %s; stopping the rest", name, process.returncode)
+                    return 1
+            time.sleep(0.2)
+        return 0
+    finally:
+        _stop(processes)
+        cache.close()
+        cache.unlink()

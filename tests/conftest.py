@@ -1,0 +1,96 @@
+"""Session fixtures: real PostgreSQL and Kafka started once (by the project's own infra
+scripts), and for this test run its own database, topics, consumer group and cache region,
+so runs never see each other's data."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from service.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_ID = uuid.uuid4().hex[:8]
+# Before anything imports prometheus_client: this run's metrics go to their own directory.
+os.environ.setdefault("METRICS_DIR", f"/tmp/order-service-test-metrics-{RUN_ID}")
+
+
+def infra(script: str, *args: str) -> None:
+    subprocess.run(["bash", str(REPO / "infra" / script), *args], check=True)
+
+
+@pytest.fixture(scope="session")
+def base_env() -> dict[str, str]:
+    """Environment for the service under test, also handed to its subprocesses."""
+    return {
+        **os.environ,
+        "POSTGRES_DB": f"orders_test_{RUN_ID}",
+        "KAFKA_TOPIC": f"orders-test-{RUN_ID}",
+        "KAFKA_GROUP": f"orders-test-{RUN_ID}",
+        "KAFKA_PARTITIONS": "3",
+        "CACHE_NAME": f"orders-test-{RUN_ID}",
+        "CACHE_SIZE": "10000",
+        "INGEST_BATCH_WAIT_MS": "50",
+        "HTTP_PORT": os.environ.get("TEST_HTTP_PORT", "18082"),
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture(scope="session")
+def infrastructure() -> None:
+    """PostgreSQL and Kafka up (a no-op when they already are)."""
+    infra("postgres.sh", "up")
+    infra("kafka.sh", "up")
+
+
+@pytest.fixture(scope="session")
+def settings(infrastructure: None, base_env: dict[str, str]) -> Iterator[Settings]:
+    """Settings for this run, with its own migrated database (dropped at the end)."""
+    settings = load_settings(base_env)
+    admin = load_settings({**base_env, "POSTGRES_DB": "postgres"}).postgres_conninfo
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{settings.postgres_db}"')
+    subprocess.run(
+        [sys.executable, "-m", "service", "migrate", "up"], env=base_env, check=True, cwd=REPO
+    )
+    yield settings
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{settings.postgres_db}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
+        yield conn
+
+
+def wait_until_ready(url: str, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} was not ready within {seconds:.0f} s")
+
+
+@pytest.fixture(scope="session")
+def api_url(settings: Settings, base_env: dict[str, str]) -> Iterator[str]:
+    """`python -m service serve` (cache owner, warm-up, granian workers) for this run."""
+    process = subprocess.Popen([sys.executable, "-m", "service", "serve"], env=base_env, cwd=REPO)
+    url = f"http://127.0.0.1:{settings.http_port}"
+    try:
+        wait_until_ready(url)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(60)

@@ -1,0 +1,34 @@
+"""Helpers for tests: orders built from the reference order or the demo producer."""
+
+import json
+import random
+import uuid
+from pathlib import Path
+from typing import Any
+
+from service.model import Order, decode_order, encode_order
+from service.produce import random_order
+
+REFERENCE = Path(__file__).resolve().parents[1] / "web" / "example-order.json"
+
+
+def reference_dict(**changes: Any) -> dict[str, Any]:
+    order: dict[str, Any] = json.loads(REFERENCE.read_bytes())
+    order["order_uid"] = uuid.uuid4().hex
+    order.update(changes)
+    return order
+
+
+def as_order(raw: bytes | dict[str, Any]) -> Order:
+    result = decode_order(raw if isinstance(raw, bytes) else json.dumps(raw).encode())
+    assert isinstance(result, Order), result
+    return result
+
+
+def random_orders(count: int, seed: int = 0) -> list[Order]:
+    rng = random.Random(seed)
+    return [random_order(rng) for _ in range(count)]
+
+
+def order_bytes(order: Order) -> bytes:
+    return encode_order(order)

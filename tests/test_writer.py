@@ -1,0 +1,90 @@
+import json
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from service.config import Settings
+from service.model import encode_order
+from service.store.db import connect
+from service.store.reader import ORDER_BY_UID, order_from_row
+from service.store.writer import OrderWriter
+from tests.orders import as_order, random_orders, reference_dict
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def writer(settings: Settings) -> Iterator[OrderWriter]:
+    writer = OrderWriter(connect(settings))
+    yield writer
+    writer.close()
+
+
+def read_back(db: psycopg.Connection[tuple[object, ...]], uid: str) -> bytes | None:
+    row = db.execute(ORDER_BY_UID, (uid,)).fetchone()
+    return None if row is None else encode_order(order_from_row(row))
+
+
+def count(db: psycopg.Connection[tuple[object, ...]], table: str, uid: str) -> int:
+    row = db.execute(f"SELECT count(*) FROM {table} WHERE order_uid = %s", (uid,)).fetchone()
+    assert row is not None
+    return int(str(row[0]))
+
+
+def test_every_field_and_item_reads_back_exactly_as_written(
+    writer: OrderWriter, db: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    orders = random_orders(50, seed=1)
+    assert writer.write(orders) == orders
+    for order in orders:
+        assert read_back(db, order.order_uid) == encode_order(order)
+
+
+def test_a_redelivered_batch_stores_nothing_twice(
+    writer: OrderWriter, db: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    orders = random_orders(20, seed=2)
+    writer.write(orders)
+    assert writer.write(orders) == []
+    for order in orders:
+        assert [count(db, t, order.order_uid) for t in ("orders", "deliveries", "payments")] == [
+            1,
+            1,
+            1,
+        ]
+        assert count(db, "items", order.order_uid) == len(order.items)
+
+
+def test_the_first_write_of_an_order_uid_wins_across_and_within_batches(
+    writer: OrderWriter, db: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    first = reference_dict()
+    second = {**first, "customer_id": "second"}
+    third = {**first, "customer_id": "third"}
+    stored = writer.write([as_order(first), as_order(second)])
+    assert [o.customer_id for o in stored] == ["test"]
+    assert writer.write([as_order(third)]) == []
+    body = read_back(db, first["order_uid"])
+    assert body is not None
+    assert json.loads(body)["customer_id"] == "test"
+
+
+def test_an_order_the_database_rejects_is_isolated_and_the_rest_stored(
+    writer: OrderWriter, db: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    # A rule only the database knows: the model accepts this order, PostgreSQL refuses it.
+    db.execute("ALTER TABLE items ADD CONSTRAINT no_poison CHECK (name <> 'poison')")
+    try:
+        orders = random_orders(30, seed=3)
+        poisoned = as_order(
+            reference_dict(items=[{**reference_dict()["items"][0], "name": "poison"}])
+        )
+        batch = [*orders[:17], poisoned, *orders[17:]]
+        stored, rejected = writer.write_isolating(batch)
+    finally:
+        db.execute("ALTER TABLE items DROP CONSTRAINT no_poison")
+    assert stored == orders
+    assert [order for order, _ in rejected] == [poisoned]
+    assert "no_poison" in str(rejected[0][1])
+    assert read_back(db, poisoned.order_uid) is None

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,11 +21,23 @@ def produce(
     producer = Producer(
         {"bootstrap.servers": brokers, "linger.ms": 5, "message.max.bytes": 4_000_000}
     )
+    failures: list[str] = []
+
+    def delivered(error: KafkaError | None, _: Message) -> None:
+        if error is not None:
+            failures.append(str(error))
+
     for index, value in enumerate(values):
         key = keys[index] if keys else None
-        producer.produce(topic, value, key)
+        while True:
+            try:
+                producer.produce(topic, value, key, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.1)
         producer.poll(0)
     assert producer.flush(30) == 0
+    assert not failures, failures[:3]
 
 
 def read_all(brokers: str, topic: str, expected: int, seconds: float = 60.0) -> list[Message]:

@@ -5,7 +5,8 @@ import uuid
 import psycopg
 import pytest
 
-from service.config import Settings
+from service.config import Settings, load_settings
+from service.ingest.kafka import ensure_topics
 from service.model import encode_order
 from service.store.reader import ORDER_BY_UID, order_from_row
 from tests.kafka_helpers import (
@@ -126,6 +127,7 @@ def test_a_consumer_killed_mid_stream_and_restarted_stores_every_order_exactly_o
 ) -> None:
     orders = random_orders(20_000, seed=12)
     uids = [o.order_uid for o in orders]
+    ensure_topics(load_settings(env))
     produce(settings.kafka_brokers, env["KAFKA_TOPIC"], [encode_order(o) for o in orders], uids)
     with consumer_process({**env, "INGEST_BATCH_SIZE": "500"}) as first:
         wait_for(lambda: stored_count(db, uids) > 2_000, what="ingest under way")

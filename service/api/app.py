@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 
 from service.api.health import healthz, prometheus_metrics, readyz
@@ -27,7 +28,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=OpenAPIConfig(title="Order service", version="1.0.0", path="/schema"),
-        state={"settings": settings},  # type: ignore[arg-type]
+        state=State({"settings": settings}),
     )
 
 

@@ -22,7 +22,7 @@ _OK = metrics.HTTP_REQUESTS.labels("200")
 _JSON_HEADERS = {"content-type": "application/json"}
 
 
-@get("/order/{order_uid:str}", sync_to_thread=False, summary="One order, every field")
+@get("/order/{order_uid:str}", summary="One order, every field")
 async def get_order(order_uid: str, request: AnyRequest) -> Response[bytes]:
     """200 with the order as it was received; 400 for a malformed id; 404 if unknown;
     503 if the order is not cached and PostgreSQL is unreachable."""

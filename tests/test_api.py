@@ -1,0 +1,157 @@
+import json
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from service.config import Settings
+from service.model import Order, encode_order
+from service.store.db import connect
+from service.store.writer import OrderWriter
+from tests.conftest import REPO, infra, wait_until_ready
+from tests.orders import as_order, random_orders, reference_dict
+
+pytestmark = pytest.mark.integration
+
+
+def store(settings: Settings, orders: list[Order]) -> None:
+    writer = OrderWriter(connect(settings))
+    try:
+        writer.write(orders)
+    finally:
+        writer.close()
+
+
+def metric(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    match = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(match[1]) if match else 0.0
+
+
+def test_a_stored_order_is_a_miss_then_a_hit_with_identical_bytes(
+    api_url: str, settings: Settings
+) -> None:
+    order = as_order(reference_dict())
+    store(settings, [order])
+    misses = metric(api_url, "cache_misses_total")
+    first = httpx.get(f"{api_url}/order/{order.order_uid}")
+    assert first.status_code == 200
+    assert first.headers["content-type"] == "application/json"
+    assert first.content == encode_order(order)
+    assert metric(api_url, "cache_misses_total") == misses + 1
+    hits = metric(api_url, "cache_hits_total")
+    # Whichever worker answers, the shared cache holds the order now.
+    for _ in range(4):
+        again = httpx.get(f"{api_url}/order/{order.order_uid}")
+        assert again.content == first.content
+    assert metric(api_url, "cache_hits_total") == hits + 4
+    assert metric(api_url, "cache_misses_total") == misses + 1
+
+
+def test_every_field_of_the_reference_order_comes_back(api_url: str, settings: Settings) -> None:
+    sent = reference_dict()
+    store(settings, [as_order(sent)])
+    assert httpx.get(f"{api_url}/order/{sent['order_uid']}").json() == sent
+
+
+def test_an_unknown_order_is_404_with_a_problem_body(api_url: str) -> None:
+    response = httpx.get(f"{api_url}/order/{uuid.uuid4().hex}")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["status"] == 404
+    assert "no order with order_uid" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "bad", ["x" * 65, "a b", "semi;colon", "quote'or'1=1", "ünïcode", "x" * 10_000]
+)
+def test_a_malformed_order_id_is_400(api_url: str, bad: str) -> None:
+    response = httpx.get(f"{api_url}/order/{bad}")
+    assert response.status_code == 400
+    assert response.json()["title"] == "Bad Request"
+
+
+def test_path_traversal_does_not_escape_the_route(api_url: str) -> None:
+    response = httpx.get(f"{api_url}/order/..%2F..%2Fetc%2Fpasswd")
+    assert response.status_code in {400, 404}
+
+
+def test_recent_orders_lists_the_newest_first(api_url: str, settings: Settings) -> None:
+    orders = random_orders(3, seed=40)
+    store(settings, orders)
+    response = httpx.get(f"{api_url}/orders", params={"limit": 200})
+    assert response.status_code == 200
+    listed = {row["order_uid"]: row for row in response.json()}
+    for order in orders:
+        row = listed[order.order_uid]
+        assert row["item_count"] == len(order.items)
+        assert row["amount"] == order.payment.amount
+    assert httpx.get(f"{api_url}/orders", params={"limit": 0}).status_code == 400
+
+
+def test_health_readiness_metrics_and_schema_answer(api_url: str) -> None:
+    assert httpx.get(f"{api_url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{api_url}/readyz").status_code == 200
+    text = httpx.get(f"{api_url}/metrics").text
+    for name in ("cache_entries", "cache_evictions_total", "http_requests_total"):
+        assert name in text
+    schema = httpx.get(f"{api_url}/schema/openapi.json").json()
+    assert "/order/{order_uid}" in schema["paths"]
+
+
+def test_with_postgresql_down_hits_still_work_and_misses_are_503(
+    api_url: str, settings: Settings
+) -> None:
+    cached = as_order(reference_dict())
+    store(settings, [cached])
+    assert httpx.get(f"{api_url}/order/{cached.order_uid}").status_code == 200
+    infra("postgres.sh", "stop")
+    try:
+        assert httpx.get(f"{api_url}/order/{cached.order_uid}").status_code == 200
+        missing = httpx.get(f"{api_url}/order/{uuid.uuid4().hex}", timeout=30)
+        assert missing.status_code == 503
+        assert missing.json()["title"] == "Service Unavailable"
+        assert httpx.get(f"{api_url}/readyz", timeout=30).status_code == 503
+    finally:
+        infra("postgres.sh", "start")
+    wait_until_ready(api_url)
+    assert httpx.get(f"{api_url}/order/{uuid.uuid4().hex}").status_code == 404
+
+
+@pytest.fixture
+def restarted_service(
+    settings: Settings, base_env: dict[str, str]
+) -> Iterator[tuple[str, list[Order]]]:
+    """A second service (own port and cache) started after orders were stored."""
+    orders = random_orders(50, seed=41)
+    store(settings, orders)
+    env = {
+        **base_env,
+        "HTTP_PORT": "18093",
+        "CACHE_NAME": f"warm-{uuid.uuid4().hex[:8]}",
+        "METRICS_DIR": f"/tmp/order-service-warm-{uuid.uuid4().hex[:8]}",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "service", "serve"], env=env, cwd=REPO)
+    url = "http://127.0.0.1:18093"
+    try:
+        wait_until_ready(url)
+        yield url, orders
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
+def test_a_restarted_service_answers_from_the_warmed_cache_without_database_queries(
+    restarted_service: tuple[str, list[Order]],
+) -> None:
+    url, orders = restarted_service
+    for order in orders:
+        assert httpx.get(f"{url}/order/{order.order_uid}").content == encode_order(order)
+    assert metric(url, "cache_hits_total") == len(orders)
+    assert metric(url, "cache_misses_total") == 0
+    assert metric(url, "cache_entries") >= len(orders)
+    assert json.loads(httpx.get(f"{url}/readyz").content) == {"status": "ready"}

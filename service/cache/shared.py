@@ -1,0 +1,319 @@
+"""`SharedCache`: one copy of recent orders (id -> encoded JSON) shared by all processes.
+
+The API workers read it on every request; the consumer and the warm-up write it. This module
+owns the concurrency protocol and the lock-free read path. The byte layout is in `layout.py`,
+the files behind a region in `region.py`, and the index/eviction algorithms in `writer.py`.
+
+Concurrency:
+
+* Writers (any process) exclude each other with `flock` on the region file's own fd, plus a
+  `threading.Lock` because flock does not exclude threads sharing one open file. The kernel
+  drops a flock when its holder dies, so a killed writer never leaves the cache locked. After
+  a fork the fd is reopened: parent and child sharing one open file would share one lock.
+* Readers take no lock. A global seqlock (`SEQ_W`) is odd while a writer mutates and is bumped
+  around each single put (not around a whole batch, so readers are not starved during a
+  warm-up). A reader reads seq, looks the key up, copies the value out, and re-reads seq; if it
+  was odd or has changed it retries a bounded number of times and then reports a miss. A miss
+  is always safe: the caller falls back to PostgreSQL. Because a reader may look at memory in
+  the middle of being rewritten, every offset and length it reads is bounds-checked and every
+  probe loop is bounded, so garbage gives a miss, never an exception or a hang. Readers write
+  nothing but CLOCK reference bits, which sit outside the log.
+* The seq word is also the dirty marker: a writer killed between its two increments leaves it
+  odd. The next writer to take the lock sees that, clears the whole cache (entries are only a
+  copy of PostgreSQL) and makes seq even again; readers see misses meanwhile.
+* Ordering: header words and slots are read and written through `memoryview.cast`, i.e. one
+  aligned 8-byte load or store each, so a word is never torn. The seqlock relies on x86-64's
+  memory model (stores become visible in program order, loads are not reordered with older
+  loads); Python cannot issue the fences a weaker model (ARM) would need.
+
+Keys hash with `zlib.crc32`, which, unlike `hash()`, is the same in every process.
+"""
+
+import fcntl
+import logging
+import os
+import threading
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from mmap import mmap
+
+from service.cache.layout import (
+    ENTRIES_W,
+    EVICTIONS_W,
+    LIVE_BYTES_W,
+    MAX_BUDGET,
+    MAX_CAPACITY,
+    MAX_KEY_LEN,
+    MIN_BUDGET,
+    READY_W,
+    RECORD,
+    RECORD_HEADER,
+    SEQ_W,
+    Views,
+    usable_budget,
+)
+from service.cache.region import (
+    build_region,
+    lock_owner,
+    open_region,
+    region_path,
+    relock_owner,
+    remove_files,
+)
+from service.cache.writer import CorruptError, Writer
+from service.errors import CacheError
+
+log = logging.getLogger(__name__)
+
+READ_TRIES = 64
+
+_crc32 = zlib.crc32
+_yield = os.sched_yield
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    entries: int
+    bytes_used: int  # log bytes (record headers, keys, values, alignment) of live entries
+    byte_budget: int
+    capacity: int
+    evictions: int
+    ready: bool
+
+
+def _key_bytes(key: str) -> bytes:
+    try:
+        data = key.encode("ascii")
+    except UnicodeEncodeError:
+        raise ValueError(f"cache key {key!r} is not ASCII") from None
+    if not 0 < len(data) <= MAX_KEY_LEN:
+        raise ValueError(f"cache key {key!r} must be 1-{MAX_KEY_LEN} characters")
+    return data
+
+
+class SharedCache:
+    """A handle on one shared region; see the module docstring. Use `create` or `attach`."""
+
+    def __init__(self, name: str, fd: int, mm: mmap, owner_fd: int | None) -> None:
+        self.name = name
+        self._fd = fd
+        self._owner_fd = owner_fd
+        self._is_owner = owner_fd is not None
+        self._pid = os.getpid()
+        self._thread_lock = threading.Lock()
+        self._views = views = Views(mm)
+        self._writer = Writer(views)
+        # The read path's working set, as plain attributes for speed.
+        self._mm = mm
+        self._hdr = views.hdr
+        self._slot_ref = views.slot_ref
+        self._slot_hash = views.slot_hash
+        self._ref_bits = views.ref_bits
+        self._mask = views.mask
+        self._log0 = views.log0
+        self._budget = views.budget
+        # In any consistent state at most `capacity` slots are used, so a probe meets an empty
+        # slot within capacity + 1 steps; a longer run can only come from a torn read.
+        self._max_probe = min(views.mask + 1, views.capacity + 1)
+        self._closed = False
+
+    @classmethod
+    def create(cls, name: str, capacity: int, byte_budget: int) -> "SharedCache":
+        """A new empty region, replacing a stale one; CacheError if a live owner holds it."""
+        region_path(name)
+        if not 0 < capacity <= MAX_CAPACITY:
+            raise CacheError(f"cache region {name!r}: capacity {capacity} not in 1-{MAX_CAPACITY}")
+        budget = usable_budget(byte_budget)
+        if not MIN_BUDGET <= budget <= MAX_BUDGET:
+            raise CacheError(
+                f"cache region {name!r}: byte budget {byte_budget} not in {MIN_BUDGET}-{MAX_BUDGET}"
+            )
+        owner_fd = lock_owner(name)
+        try:
+            fd, mm = build_region(name, capacity, budget)
+        except BaseException:
+            os.close(owner_fd)
+            raise
+        return cls(name, fd, mm, owner_fd)
+
+    @classmethod
+    def attach(cls, name: str) -> "SharedCache":
+        """The existing region of `name`; CacheError if missing or not a compatible cache."""
+        fd, mm = open_region(name)
+        return cls(name, fd, mm, None)
+
+    # ---- read path (no lock) ----------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        """The value for `key`, or None if absent or not readable consistently right now."""
+        try:
+            data = key.encode("ascii")
+        except UnicodeEncodeError:
+            return None
+        if not 0 < len(data) <= MAX_KEY_LEN:
+            return None
+        key_hash = _crc32(data)
+        hdr = self._hdr
+        for _ in range(READ_TRIES):
+            seq = hdr[SEQ_W]
+            if not seq & 1:
+                value = self._lookup(data, key_hash)
+                if hdr[SEQ_W] == seq:
+                    return value
+            _yield()  # a writer is mid-put: let it finish rather than spin against it
+        return None
+
+    def _lookup(self, key: bytes, key_hash: int) -> bytes | None:
+        """Probe for `key` and copy its value out; anything inconsistent reads as a miss.
+
+        The reference bit is set before the caller validates seq: on a torn read it may land
+        on another entry, which only gives that entry one undeserved second chance.
+        """
+        mm, refs, hashes, mask = self._mm, self._slot_ref, self._slot_hash, self._mask
+        budget, key_len = self._budget, len(key)
+        i = key_hash & mask
+        for _ in range(self._max_probe):
+            ref = refs[i]
+            if ref == 0:
+                return None
+            if hashes[i] == key_hash:
+                offset = ref - 1
+                if offset + RECORD_HEADER > budget:
+                    return None
+                start = self._log0 + offset
+                size, rec_key_len, val_len, rec_hash = RECORD.unpack_from(mm, start)
+                if (
+                    rec_key_len == key_len
+                    and rec_hash == key_hash
+                    and RECORD_HEADER + key_len + val_len <= size
+                    and offset + size <= budget
+                ):
+                    key_start = start + RECORD_HEADER
+                    value_start = key_start + key_len
+                    if mm[key_start:value_start] == key:
+                        if not self._ref_bits[i]:
+                            self._ref_bits[i] = 1
+                        return mm[value_start : value_start + val_len]
+            i = (i + 1) & mask
+        return None
+
+    def stats(self) -> CacheStats:
+        """Counters from one consistent moment, if one can be seen within a few tries."""
+        hdr = self._hdr
+        for _ in range(READ_TRIES):
+            seq = hdr[SEQ_W]
+            entries, live, evictions = hdr[ENTRIES_W], hdr[LIVE_BYTES_W], hdr[EVICTIONS_W]
+            if not seq & 1 and hdr[SEQ_W] == seq:
+                break
+            _yield()
+        return CacheStats(
+            entries=entries,
+            bytes_used=live,
+            byte_budget=self._budget,
+            capacity=self._views.capacity,
+            evictions=evictions,
+            ready=bool(hdr[READY_W]),
+        )
+
+    # ---- write path (flock) -----------------------------------------------------------------
+
+    def put(self, key: str, value: bytes) -> bool:
+        """Insert or overwrite; False (and any old value dropped) if `value` can never fit."""
+        return self.put_many(((key, value),)) == 1
+
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> int:
+        """Store all items under one lock acquisition; return how many were stored."""
+        # Keys are checked and a lazy iterable drained before locking, so a bad key changes
+        # nothing and a slow producer never holds the writers' lock.
+        batch = [(_key_bytes(key), value) for key, value in items]
+        if not batch:
+            return 0
+        stored = 0
+        fd = self._lock_fd()
+        with self._thread_lock:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if self._hdr[SEQ_W] & 1:
+                    # Only a writer killed between its two seq increments leaves seq odd.
+                    self._recover("a writer died in the middle of an update")
+                    self._hdr[SEQ_W] += 1
+                for key, value in batch:
+                    stored += self._put_locked(key, value)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        return stored
+
+    def mark_ready(self) -> None:
+        """Record that warm-up finished. One aligned word store: no lock needed."""
+        self._hdr[READY_W] = 1
+
+    def _lock_fd(self) -> int:
+        """The fd to flock, reopened after a fork: a child sharing the parent's open file
+        would share its lock, and two writers holding "one" lock would corrupt the region."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._thread_lock = threading.Lock()
+            inherited, self._fd = self._fd, os.open(f"/proc/self/fd/{self._fd}", os.O_RDWR)
+            os.close(inherited)
+            if self._owner_fd is not None:
+                # Closing (never unlocking) leaves the parent's owner lock in place.
+                os.close(self._owner_fd)
+                self._owner_fd = None
+                self._is_owner = False
+        return self._fd
+
+    def _put_locked(self, key: bytes, value: bytes) -> bool:
+        hdr = self._hdr
+        hdr[SEQ_W] += 1  # odd: readers ignore what they see until the increment below
+        try:
+            stored = self._writer.put(key, _crc32(key), value)
+        except CorruptError as exc:
+            self._recover(str(exc))
+            stored = False
+        except BaseException:
+            # A half-done mutation (e.g. KeyboardInterrupt): clear rather than leave it torn.
+            self._writer.clear()
+            raise
+        finally:
+            hdr[SEQ_W] += 1
+        return stored
+
+    def _recover(self, reason: str) -> None:
+        """Clear everything; the caller holds the lock and keeps seq odd until it is done."""
+        log.warning("cache region %r: %s; clearing all entries", self.name, reason)
+        self._writer.clear()
+
+    # ---- lifetime ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Unmap the region; the owner also releases the owner lock. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._views.release()
+        self._mm.close()
+        os.close(self._fd)
+        if self._owner_fd is not None:
+            os.close(self._owner_fd)  # closing the last fd of the lock's open file releases it
+            self._owner_fd = None
+
+    def unlink(self) -> None:
+        """Remove the region's files (owner only), before or after `close`.
+
+        After `close` the owner lock is taken again first; if a new live owner has created
+        the region since, its files are left alone.
+        """
+        if not self._is_owner:
+            raise CacheError(f"cache region {self.name!r}: only its owner may unlink it")
+        if self._owner_fd is not None and self._pid == os.getpid():
+            remove_files(self.name)
+            return
+        fd = relock_owner(self.name)
+        if fd is None:
+            log.warning("cache region %r has a new live owner; not removing it", self.name)
+            return
+        try:
+            remove_files(self.name)
+        finally:
+            os.close(fd)

@@ -105,7 +105,8 @@ def measure_ceiling(settings: Settings, orders: list[Order], workdir: Path) -> f
     for table, rows in tables.items():
         path = workdir / f"{table}.csv"
         with path.open("w", newline="") as handle:
-            csv.writer(handle).writerows(
+            # Quoted, so an empty string stays an empty string rather than NULL.
+            csv.writer(handle, quoting=csv.QUOTE_ALL).writerows(
                 [v.isoformat() if isinstance(v, datetime) else v for v in row] for row in rows
             )
         commands += [

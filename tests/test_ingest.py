@@ -139,3 +139,18 @@ def test_a_consumer_killed_mid_stream_and_restarted_stores_every_order_exactly_o
     assert scalar(db, "SELECT count(*) FROM items WHERE order_uid = ANY(%s)", uids) == sum(
         len(o.items) for o in orders
     )
+
+
+def test_sigterm_finishes_the_batch_commits_and_exits_zero(
+    env: dict[str, str], settings: Settings, db: Conn
+) -> None:
+    orders = random_orders(3_000, seed=13)
+    uids = [o.order_uid for o in orders]
+    with consumer_process({**env, "INGEST_BATCH_SIZE": "200"}) as process:
+        produce(settings.kafka_brokers, env["KAFKA_TOPIC"], [encode_order(o) for o in orders], uids)
+        wait_for(lambda: stored_count(db, uids) > 0, what="ingest under way")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    # Whatever was not stored before the stop is stored by the next run: nothing is lost.
+    with consumer_process(env):
+        wait_for(lambda: stored_count(db, uids) == len(orders), what="every order stored")

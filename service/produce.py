@@ -156,7 +156,7 @@ def produce(
         if rate:
             delay = started + sent / rate - time.monotonic()
             if delay > 0:
-                producer.flush(delay)
+                time.sleep(delay)
         if rng.random() < invalid_ratio:
             producer.produce(settings.kafka_topic, _broken(rng))
         else:

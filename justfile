@@ -53,6 +53,10 @@ lint:
     .venv/bin/ruff format --check service tests bench
     .venv/bin/mypy service
 
+# Every benchmark, with its ceiling measured in the same run (takes minutes).
+bench *args="": infra-up
+    {{python}} -m bench.ingest {{args}}
+
 # System packages the tests use beyond PostgreSQL and Kafka (Chromium for the page).
 test-deps:
     bash infra/test-deps.sh

@@ -84,13 +84,8 @@ class _Reader:
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
         value = self.raw(name, str(default)).strip()
-        try:
-            number = int(value)
-        except ValueError:
-            raise ConfigError(
-                f"Config {name!r} has value {value!r}. Expected an integer from {low} to {high}."
-            ) from None
-        if not low <= number <= high:
+        number = int(value) if value.lstrip("-").isdigit() else None
+        if number is None or not low <= number <= high:
             raise ConfigError(
                 f"Config {name!r} has value {value!r}. Expected an integer from {low} to {high}."
             )

@@ -1,4 +1,5 @@
-"""The Litestar application that granian runs in every worker process (`service.api.app:app`)."""
+"""The application granian runs in every worker process (`service.api.app:app`): the Litestar
+app behind the cache-hit fast path."""
 
 from pathlib import Path
 
@@ -6,6 +7,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 
+from service.api.fastpath import CacheFastPath
 from service.api.health import healthz, prometheus_metrics, readyz
 from service.api.orders import get_order, recent_orders
 from service.api.problems import EXCEPTION_HANDLERS
@@ -32,4 +34,4 @@ def create_app(settings: Settings) -> Litestar:
     )
 
 
-app = create_app(load_settings())
+app = CacheFastPath(create_app(load_settings()))

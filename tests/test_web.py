@@ -40,7 +40,8 @@ IMG_PAYLOAD = '<img src=x onerror="window.__pwned=1">'
 
 expect.set_options(timeout=15_000)
 
-RECENT_START = datetime.now(UTC).replace(microsecond=0)
+# A year ahead: later than any order other tests store with the current time.
+RECENT_START = datetime.now(UTC).replace(microsecond=0) + timedelta(days=365)
 RECENT_TICKS = itertools.count()
 
 StoreOrder = Callable[[dict[str, Any]], dict[str, Any]]

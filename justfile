@@ -56,6 +56,7 @@ lint:
 # Every benchmark, with its ceiling measured in the same run (takes minutes).
 bench *args="": infra-up
     {{python}} -m bench.ingest {{args}}
+    {{python}} -m bench.http {{args}}
 
 # System packages the tests use beyond PostgreSQL and Kafka (Chromium for the page).
 test-deps:

@@ -144,9 +144,11 @@ def measure_ceiling(settings: Settings, orders: list[Order], workdir: Path) -> f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--orders", type=int, default=200_000)
+    parser.add_argument("--orders", type=int, default=None, help="default 200,000")
+    parser.add_argument("--quick", action="store_true", help="20,000 orders, for development")
     parser.add_argument("--batch-size", type=int, default=5000)
     args = parser.parse_args()
+    args.orders = args.orders or (20_000 if args.quick else 200_000)
     run = uuid.uuid4().hex[:8]
     base = {
         **os.environ,

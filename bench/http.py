@@ -11,7 +11,6 @@ Misses: the service restarts with a small cache, so nearly every request goes to
 import argparse
 import json
 import os
-import platform
 import random
 import re
 import signal
@@ -31,7 +30,7 @@ from typing import Any
 
 import granian
 
-from bench.ingest import REPO, RESULTS, fresh_database, log
+from bench.common import REPO, fresh_database, log, machine, save_result
 from service.config import Settings
 from service.model import Order, encode_order
 from service.produce import random_order
@@ -330,12 +329,7 @@ def main() -> None:
     result = {
         "benchmark": "http",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "granian": granian.__version__,
-        },
+        "machine": machine(granian=granian.__version__),
         "orders": count,
         "workers": WORKERS,
         "wrk": f"-t1 -c{CONNECTIONS} -d{seconds}s --latency, random stored uids",
@@ -348,10 +342,7 @@ def main() -> None:
             "miss": [asdict(miss)],
         },
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "http-latest.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    log(f"wrote {path.relative_to(REPO)}")
+    save_result("http", result)
     print(markdown(figures))
 
 

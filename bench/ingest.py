@@ -8,7 +8,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -21,34 +20,12 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import Producer
 
-from service.config import Settings, load_settings
+from bench.common import REPO, fresh_database, log, machine, save_result
+from service.config import Settings
 from service.ingest.kafka import ensure_topics, producer_config
 from service.model import Order, encode_order
 from service.produce import random_order
 from service.store.rows import TABLES, rows_by_table
-
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def fresh_database(base: dict[str, str], name: str) -> Settings:
-    admin = load_settings({**base, "POSTGRES_DB": "postgres"}).postgres_conninfo
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    env = {**base, "POSTGRES_DB": name}
-    subprocess.run(
-        [sys.executable, "-m", "service", "migrate", "up"],
-        env=env,
-        check=True,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-    )
-    return load_settings(env)
 
 
 def preload(settings: Settings, orders: list[Order]) -> None:
@@ -173,11 +150,7 @@ def main() -> None:
     result = {
         "benchmark": "ingest",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
         "orders": len(orders),
         "items": items,
         "batch_size": args.batch_size,
@@ -195,10 +168,8 @@ def main() -> None:
             },
         },
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result, indent=2)
-    (RESULTS / "ingest-latest.json").write_text(text + "\n")
-    print(text)
+    save_result("ingest", result)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

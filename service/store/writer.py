@@ -1,20 +1,28 @@
 """The batch writer: a batch of orders into the four tables in one transaction.
 
-Rows are COPYed into session-local staging tables, then one prepared statement moves them
-into the real tables with `INSERT … ON CONFLICT DO NOTHING`, inserting the parts only of the
-orders that statement itself created. So an order is stored whole or not at all, a redelivered
-batch is harmless, and the first write of an `order_uid` wins: a later copy, in another batch
-or the same one, changes nothing.
+Fast path: the rows are COPYed straight into the tables inside a savepoint; almost every batch
+is new orders, and this is the least work PostgreSQL can do. If some order_uid is already
+stored (a redelivered batch), the savepoint is rolled back and the slow path runs: COPY into
+session-local staging tables, then one prepared statement moves them into the real tables
+with `INSERT … ON CONFLICT DO NOTHING`, inserting the parts only of the orders that statement
+itself created. Either way an order is stored whole or not at all, a redelivered batch is
+harmless, and the first write of an `order_uid` wins: a later copy, in another batch or the
+same one, changes nothing.
 """
 
 from collections.abc import Sequence
+from typing import Any
+
+from psycopg import Cursor
+from psycopg.errors import UniqueViolation
 
 from service.errors import StoreRejected
 from service.model import Order
 from service.store.db import Connection, translated_errors
-from service.store.rows import TABLES, rows_by_table
+from service.store.rows import TABLES, Row, rows_by_table
 
 Rejected = tuple[Order, StoreRejected]
+Cursor_ = Cursor[tuple[Any, ...]]
 
 _STAGING = {table: f"staging_{table}" for table in TABLES}
 
@@ -25,8 +33,12 @@ _CREATE_STAGING = [
     for table, staging in _STAGING.items()
 ]
 
-_COPY = {
-    table: f"COPY {_STAGING[table]} ({', '.join(columns)}) FROM STDIN"
+_COPY_DIRECT = {
+    table: f"COPY {table} ({', '.join(columns)}) FROM STDIN".encode()
+    for table, columns in TABLES.items()
+}
+_COPY_STAGING = {
+    table: f"COPY {_STAGING[table]} ({', '.join(columns)}) FROM STDIN".encode()
     for table, columns in TABLES.items()
 }
 
@@ -48,6 +60,13 @@ _MOVE = (
     + ", ".join(_insert_children(t) for t in ("deliveries", "payments", "items"))
     + " SELECT order_uid FROM new_orders"
 )
+
+
+def _copy(cur: Cursor_, statements: dict[str, bytes], tables: dict[str, list[Row]]) -> None:
+    for table, rows in tables.items():
+        with cur.copy(statements[table]) as copy:
+            for row in rows:
+                copy.write_row(row)
 
 
 def first_copies(orders: Sequence[Order]) -> list[Order]:
@@ -75,12 +94,15 @@ class OrderWriter:
         unique = first_copies(orders)
         tables = rows_by_table(unique)
         with translated_errors(), self._conn.transaction(), self._conn.cursor() as cur:
-            for table, rows in tables.items():
-                with cur.copy(_COPY[table].encode()) as copy:
-                    for row in rows:
-                        copy.write_row(row)
-            created = {uid for (uid,) in cur.execute(_MOVE.encode(), prepare=True)}
-        return [order for order in unique if order.order_uid in created]
+            try:
+                with self._conn.transaction():
+                    _copy(cur, _COPY_DIRECT, tables)
+            except UniqueViolation:
+                # Some order is already stored; the savepoint undid the fast path.
+                _copy(cur, _COPY_STAGING, tables)
+                created = {uid for (uid,) in cur.execute(_MOVE.encode(), prepare=True)}
+                unique = [order for order in unique if order.order_uid in created]
+        return unique
 
     def close(self) -> None:
         self._conn.close()

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from litestar import MediaType, Request, Response
+from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from service import metrics
@@ -34,5 +34,3 @@ def http_error_handler(_: AnyRequest, exc: Exception) -> Response[object]:
 
 
 EXCEPTION_HANDLERS = {ServiceError: service_error_handler, HTTPException: http_error_handler}
-
-__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "MediaType", "problem"]

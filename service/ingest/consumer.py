@@ -95,12 +95,14 @@ class OrderConsumer:
         started = time.perf_counter()
         valid: list[tuple[Order, Message]] = []
         offsets: dict[tuple[str, int], int] = {}
+        consumed = 0
         for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("kafka: %s", error)
                 continue
+            consumed += 1
             offsets[(message.topic() or "", message.partition() or 0)] = message.offset() or 0
             result = decode_order(message.value() or b"")
             if isinstance(result, Rejection):
@@ -113,15 +115,16 @@ class OrderConsumer:
         if outcome is None:
             return  # stopped during a database outage: nothing committed, all redelivered
         stored, rejected = outcome
-        message_of = {id(order): message for order, message in valid}
-        for order, exc in rejected:
-            self._dead_letter(message_of[id(order)], "db_rejected", str(exc))
+        if rejected:
+            message_of = {id(order): message for order, message in valid}
+            for order, exc in rejected:
+                self._dead_letter(message_of[id(order)], "db_rejected", str(exc))
         self._dead_letters.flush()
         self._commit(offsets)
         if self._cache is not None and stored:
             self._cache([(order.order_uid, encode_order(order)) for order in stored])
         self.progress.batch_done(
-            consumed=sum(1 for m in messages if m.error() is None),
+            consumed=consumed,
             stored=len(stored),
             duplicates=len(valid) - len(stored) - len(rejected),
             seconds=time.perf_counter() - started,

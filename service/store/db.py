@@ -42,20 +42,18 @@ def translated_errors() -> Iterator[None]:
         raise translate(exc) from exc
 
 
-def connection_kwargs(settings: Settings) -> dict[str, str | int]:
-    """Connection options shared by every connection and pool: UTC, so timestamps read back
-    exactly as they were stored, and a bounded connect time."""
-    return {
-        "conninfo": settings.postgres_conninfo,
-        "connect_timeout": CONNECT_TIMEOUT_S,
-        "options": "-c timezone=UTC",
-    }
+# Every connection and pool: UTC, so timestamps read back exactly as they were stored.
+_SESSION_OPTIONS = "-c timezone=UTC"
 
 
-def connect(settings: Settings, *, autocommit: bool = False) -> Connection:
+def connect(settings: Settings) -> Connection:
     """A synchronous connection with the service's options."""
     with translated_errors():
-        return psycopg.connect(**connection_kwargs(settings), autocommit=autocommit)  # type: ignore[arg-type]
+        return psycopg.connect(
+            settings.postgres_conninfo,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            options=_SESSION_OPTIONS,
+        )
 
 
 def async_pool(settings: Settings) -> Pool:
@@ -64,11 +62,11 @@ def async_pool(settings: Settings) -> Pool:
         min_size=1,
         max_size=settings.postgres_pool_size,
         conninfo=settings.postgres_conninfo,
-        # Reads only: autocommit saves a COMMIT round trip per query. No check on checkout
-        # (a round trip each); a connection broken by a PostgreSQL restart fails one request
-        # with 503 and the pool replaces it.
+        # Reads only: autocommit saves a COMMIT round trip per query. Broken connections are
+        # handled where a read fails (reader._query), not by a check on every checkout.
         kwargs={
-            **{k: v for k, v in connection_kwargs(settings).items() if k != "conninfo"},
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "options": _SESSION_OPTIONS,
             "autocommit": True,
         },
         open=False,

@@ -10,6 +10,8 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
+import psycopg
+from psycopg_pool import PoolTimeout
 
 from service.model import Delivery, Item, Order, Payment
 from service.store.db import Connection, Pool, translated_errors
@@ -84,28 +86,39 @@ def order_from_row(row: Sequence[Any]) -> Order:
     )
 
 
+async def _run(pool: Pool, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+    async with pool.connection(timeout=POOL_TIMEOUT_S) as conn:
+        cur = await conn.execute(sql, params, prepare=True)
+        return await cur.fetchall()
+
+
+async def _query(pool: Pool, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+    """Run one read. A connection broken by a PostgreSQL restart is noticed here rather than
+    by a check on every checkout (a round trip each): the pool then re-checks its idle
+    connections and the read is tried once more, so a restart costs no request a 503."""
+    with translated_errors():
+        try:
+            return await _run(pool, sql, params)
+        except psycopg.OperationalError as exc:
+            if isinstance(exc, PoolTimeout):
+                raise
+            await pool.check()
+        return await _run(pool, sql, params)
+
+
 async def fetch_order(pool: Pool, order_uid: str) -> Order | None:
     """The stored order, or None; StoreUnavailable if the database cannot be reached."""
-    with translated_errors():
-        async with pool.connection(timeout=POOL_TIMEOUT_S) as conn:
-            cur = await conn.execute(ORDER_BY_UID, (order_uid,), prepare=True)
-            row = await cur.fetchone()
-    return None if row is None else order_from_row(row)
+    rows = await _query(pool, ORDER_BY_UID, (order_uid,))
+    return order_from_row(rows[0]) if rows else None
 
 
 async def fetch_recent(pool: Pool, limit: int) -> list[OrderSummary]:
-    with translated_errors():
-        async with pool.connection(timeout=POOL_TIMEOUT_S) as conn:
-            cur = await conn.execute(RECENT_SUMMARIES, (limit,), prepare=True)
-            rows = await cur.fetchall()
-    return [OrderSummary(*row) for row in rows]
+    return [OrderSummary(*row) for row in await _query(pool, RECENT_SUMMARIES, (limit,))]
 
 
 async def ping(pool: Pool) -> None:
     """Raise StoreUnavailable unless a query goes through."""
-    with translated_errors():
-        async with pool.connection(timeout=POOL_TIMEOUT_S) as conn:
-            await conn.execute("SELECT 1")
+    await _query(pool, "SELECT 1", ())
 
 
 def newest_orders(conn: Connection, limit: int, chunk: int = 5000) -> Iterator[list[Order]]:

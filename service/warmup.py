@@ -5,9 +5,8 @@ import time
 
 from service.cache import SharedCache
 from service.config import Settings
-from service.model import encode_order
 from service.store.db import connect
-from service.store.reader import newest_orders
+from service.store.reader import newest_documents
 
 log = logging.getLogger(__name__)
 
@@ -17,8 +16,8 @@ def warm_cache(settings: Settings, cache: SharedCache) -> int:
     started = time.perf_counter()
     loaded = 0
     with connect(settings) as conn:
-        for orders in newest_orders(conn, settings.cache_size):
-            loaded += cache.put_many((o.order_uid, encode_order(o)) for o in orders)
+        for documents in newest_documents(conn, settings.cache_size):
+            loaded += cache.put_many(documents)
     cache.mark_ready()
     log.info("warm-up loaded %d orders in %.2f s", loaded, time.perf_counter() - started)
     return loaded

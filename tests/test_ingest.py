@@ -8,7 +8,6 @@ import pytest
 from service.config import Settings, load_settings
 from service.ingest.kafka import ensure_topics
 from service.model import encode_order
-from service.store.reader import ORDER_BY_UID, order_from_row
 from tests.kafka_helpers import (
     consumer_process,
     headers,
@@ -18,6 +17,7 @@ from tests.kafka_helpers import (
     wait_for,
 )
 from tests.orders import random_orders, reference_dict
+from tests.stored import stored_body, stored_order
 
 pytestmark = pytest.mark.integration
 
@@ -49,9 +49,8 @@ def test_produced_orders_are_stored_with_every_nested_row_equal(
         produce(settings.kafka_brokers, env["KAFKA_TOPIC"], [encode_order(o) for o in orders], uids)
         wait_for(lambda: stored_count(db, uids) == len(orders), what="all orders stored")
     for order in orders:
-        row = db.execute(ORDER_BY_UID, (order.order_uid,)).fetchone()
-        assert row is not None
-        assert encode_order(order_from_row(row)) == encode_order(order)
+        assert stored_order(db, order.order_uid) == order
+        assert stored_body(db, order.order_uid) == encode_order(order)
     items = scalar(db, "SELECT count(*) FROM items WHERE order_uid = ANY(%s)", uids)
     assert items == sum(len(o.items) for o in orders)
 

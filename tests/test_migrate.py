@@ -4,9 +4,17 @@ import psycopg
 import pytest
 
 from service.config import Settings
+from service.model import decode_order
 from service.store import migrate
+from service.store.db import connect
+from service.store.writer import OrderWriter
+from tests.orders import random_orders
+from tests.stored import stored_body
 
 pytestmark = pytest.mark.integration
+
+LATEST = 2
+ALL_TABLES = {"orders", "deliveries", "payments", "items", "order_documents"}
 
 
 def tables(conn: psycopg.Connection[tuple[object, ...]]) -> set[str]:
@@ -21,17 +29,36 @@ def test_migrations_go_up_down_and_up_again_on_the_real_server(
 ) -> None:
     directory = Path(settings.migrations_dir)
     with psycopg.connect(settings.postgres_conninfo) as conn:
-        assert migrate.current_version(conn) == 1
-        assert {"orders", "deliveries", "payments", "items"} <= tables(conn)
+        assert migrate.current_version(conn) == LATEST
+        assert tables(conn) >= ALL_TABLES
 
-        assert migrate.down(conn, directory, 1) == [1]
+        assert migrate.down(conn, directory, LATEST) == list(range(LATEST, 0, -1))
         assert migrate.current_version(conn) == 0
         assert tables(conn) == {"schema_migrations"}
 
-        assert migrate.up(conn, directory) == [1]
+        assert migrate.up(conn, directory) == list(range(1, LATEST + 1))
         assert migrate.up(conn, directory) == []
-        assert migrate.current_version(conn) == 1
-        assert {"orders", "deliveries", "payments", "items"} <= tables(conn)
+        assert migrate.current_version(conn) == LATEST
+        assert tables(conn) >= ALL_TABLES
+
+
+def test_the_documents_migration_builds_a_body_for_every_order_already_stored(
+    settings: Settings, db: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    orders = random_orders(20, seed=2)
+    writer = OrderWriter(connect(settings))
+    try:
+        writer.write(orders)
+    finally:
+        writer.close()
+    directory = Path(settings.migrations_dir)
+    with psycopg.connect(settings.postgres_conninfo) as conn:
+        assert migrate.down(conn, directory, 1) == [LATEST]
+        assert migrate.up(conn, directory) == [LATEST]
+    for order in orders:
+        body = stored_body(db, order.order_uid)
+        assert body is not None
+        assert decode_order(body) == order
 
 
 def test_a_migration_without_its_down_file_is_refused(tmp_path: Path) -> None:

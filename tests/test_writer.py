@@ -7,9 +7,9 @@ import pytest
 from service.config import Settings
 from service.model import encode_order
 from service.store.db import connect
-from service.store.reader import ORDER_BY_UID, order_from_row
 from service.store.writer import OrderWriter
 from tests.orders import as_order, random_orders, reference_dict
+from tests.stored import stored_body, stored_order
 
 pytestmark = pytest.mark.integration
 
@@ -22,8 +22,14 @@ def writer(settings: Settings) -> Iterator[OrderWriter]:
 
 
 def read_back(db: psycopg.Connection[tuple[object, ...]], uid: str) -> bytes | None:
-    row = db.execute(ORDER_BY_UID, (uid,)).fetchone()
-    return None if row is None else encode_order(order_from_row(row))
+    """The order as the normalised rows hold it, encoded; checks the stored body agrees."""
+    order = stored_order(db, uid)
+    body = stored_body(db, uid)
+    if order is None:
+        assert body is None
+        return None
+    assert body == encode_order(order)
+    return body
 
 
 def count(db: psycopg.Connection[tuple[object, ...]], table: str, uid: str) -> int:

@@ -1,7 +1,8 @@
 """The order routes: one order by id (cache first, then PostgreSQL), and the recent list.
 
 The hit path is a regex check, one shared-memory lookup and the stored bytes as the body:
-no database work and no encoding.
+no database work and no encoding. A miss reads the stored body by primary key: no encoding
+either.
 """
 
 import re
@@ -13,9 +14,8 @@ from litestar.params import Parameter
 from service import metrics
 from service.api.problems import AnyRequest, problem
 from service.api.state import AppState
-from service.model import encode_order
 from service.model.order import ORDER_UID_MAX, ORDER_UID_PATTERN
-from service.store.reader import OrderSummary, fetch_order, fetch_recent
+from service.store.reader import OrderSummary, fetch_document, fetch_recent
 
 _VALID_UID = re.compile(ORDER_UID_PATTERN)
 _OK = metrics.HTTP_REQUESTS.labels("200")
@@ -39,10 +39,9 @@ async def get_order(order_uid: str, request: AnyRequest) -> Response[bytes]:
         _OK.inc()
         return Response(body, headers=_JSON_HEADERS)
     metrics.CACHE_MISSES.inc()
-    order = await fetch_order(state.pool, order_uid)
-    if order is None:
+    body = await fetch_document(state.pool, order_uid)
+    if body is None:
         return problem(404, "Not Found", f"no order with order_uid {order_uid!r}")  # type: ignore[return-value]
-    body = encode_order(order)
     state.cache.put(order_uid, body)
     _OK.inc()
     return Response(body, headers=_JSON_HEADERS)

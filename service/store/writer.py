@@ -1,4 +1,4 @@
-"""The batch writer: a batch of orders into the four tables in one transaction.
+"""The batch writer: a batch of orders into the five tables in one transaction.
 
 Fast path: the rows are COPYed straight into the tables inside a savepoint; almost every batch
 is new orders, and this is the least work PostgreSQL can do. If some order_uid is already
@@ -19,7 +19,7 @@ from psycopg.errors import UniqueViolation
 from service.errors import StoreRejected
 from service.model import Order
 from service.store.db import Connection, translated_errors
-from service.store.rows import TABLES, Row, rows_by_table
+from service.store.rows import BINARY_TYPES, TABLES, Row, rows_by_table
 
 Rejected = tuple[Order, StoreRejected]
 Cursor_ = Cursor[tuple[Any, ...]]
@@ -33,14 +33,14 @@ _CREATE_STAGING = [
     for table, staging in _STAGING.items()
 ]
 
-_COPY_DIRECT = {
-    table: f"COPY {table} ({', '.join(columns)}) FROM STDIN".encode()
-    for table, columns in TABLES.items()
-}
-_COPY_STAGING = {
-    table: f"COPY {_STAGING[table]} ({', '.join(columns)}) FROM STDIN".encode()
-    for table, columns in TABLES.items()
-}
+
+def _copy_statement(target: str, table: str) -> bytes:
+    options = " (FORMAT BINARY)" if table in BINARY_TYPES else ""
+    return f"COPY {target} ({', '.join(TABLES[table])}) FROM STDIN{options}".encode()
+
+
+_COPY_DIRECT = {table: _copy_statement(table, table) for table in TABLES}
+_COPY_STAGING = {table: _copy_statement(_STAGING[table], table) for table in TABLES}
 
 
 def _insert_children(table: str) -> str:
@@ -57,7 +57,7 @@ _MOVE = (
     f"INSERT INTO orders ({', '.join(TABLES['orders'])}) "
     f"SELECT {', '.join(TABLES['orders'])} FROM {_STAGING['orders']} "
     "ON CONFLICT (order_uid) DO NOTHING RETURNING order_uid), "
-    + ", ".join(_insert_children(t) for t in ("deliveries", "payments", "items"))
+    + ", ".join(_insert_children(t) for t in TABLES if t != "orders")
     + " SELECT order_uid FROM new_orders"
 )
 
@@ -65,6 +65,8 @@ _MOVE = (
 def _copy(cur: Cursor_, statements: dict[str, bytes], tables: dict[str, list[Row]]) -> None:
     for table, rows in tables.items():
         with cur.copy(statements[table]) as copy:
+            if table in BINARY_TYPES:
+                copy.set_types(BINARY_TYPES[table])
             for row in rows:
                 copy.write_row(row)
 

@@ -1,15 +1,24 @@
-"""What every benchmark shares: progress lines, a fresh migrated database, machine facts, and
-writing results to bench/results/<name>-latest.json."""
+"""What every benchmark shares: progress lines, a fresh migrated database, machine facts, the
+result dict every `measure(quick)` returns, and writing it to bench/results/<name>-latest.json.
+
+A result is `{benchmark, when, machine, parameters, figures}`; each figure is
+`{value, unit}` plus, where they apply, `ceiling`, `ceiling_name`, `ratio`, `bar` and `met`.
+"""
 
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import confluent_kafka
+import granian
 import psycopg
 
 from service.config import Settings, load_settings
@@ -22,10 +31,13 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def _admin_conninfo(base: dict[str, str]) -> str:
+    return load_settings({**base, "POSTGRES_DB": "postgres"}).postgres_conninfo
+
+
 def fresh_database(base: dict[str, str], name: str) -> Settings:
     """Drop and recreate database `name`, migrate it, and return settings pointing at it."""
-    admin = load_settings({**base, "POSTGRES_DB": "postgres"}).postgres_conninfo
-    with psycopg.connect(admin, autocommit=True) as conn:
+    with psycopg.connect(_admin_conninfo(base), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     env = {**base, "POSTGRES_DB": name}
@@ -39,18 +51,49 @@ def fresh_database(base: dict[str, str], name: str) -> Settings:
     return load_settings(env)
 
 
-def machine(**extra: str) -> dict[str, Any]:
+def _first_match(path: str, pattern: str) -> str:
+    try:
+        match = re.search(pattern, Path(path).read_text(), re.MULTILINE)
+    except OSError:
+        return "unknown"
+    return match.group(1).strip() if match else "unknown"
+
+
+@cache
+def machine() -> dict[str, Any]:
+    """Facts that decide what the figures mean: hardware, OS and the versions under test."""
+    with psycopg.connect(_admin_conninfo(dict(os.environ))) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
     return {
         "cores": os.cpu_count(),
+        "memory_gib": round(
+            int(_first_match("/proc/meminfo", r"^MemTotal:\s+(\d+) kB")) / 2**20, 1
+        ),
+        "cpu": _first_match("/proc/cpuinfo", r"^model name\s*:(.*)$"),
+        "os": _first_match("/etc/os-release", r'^PRETTY_NAME="?([^"\n]*)'),
         "python": platform.python_version(),
-        "platform": platform.platform(),
-        **extra,
+        "postgresql": str(row[0]).split()[0] if row else "unknown",
+        # The broker the infra scripts run; its version is pinned in the Maven project.
+        "kafka": _first_match(str(REPO / "infra/kafka/pom.xml"), r"<kafka.version>(.*)</"),
+        "librdkafka": confluent_kafka.libversion()[0],
+        "granian": granian.__version__,
     }
 
 
-def save_result(name: str, result: dict[str, Any]) -> Path:
+def result(benchmark: str, parameters: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any]:
+    """The result dict every benchmark's `measure` returns."""
+    return {
+        "benchmark": benchmark,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "parameters": parameters,
+        "figures": figures,
+    }
+
+
+def save_result(name: str, outcome: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}-latest.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path.write_text(json.dumps(outcome, indent=2) + "\n")
     log(f"wrote {path.relative_to(REPO)}")
     return path

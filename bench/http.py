@@ -5,7 +5,7 @@ bytes (bench/bare_rsgi.py), measured side by side with wrk in the same run.
 Hits: every order is cached; ours and the ceiling alternate and the best run of each counts.
 Misses: the service restarts with a small cache, so nearly every request goes to PostgreSQL.
 
-    python -m bench.http [--quick]
+    python -m bench.http [--quick] [--orders 20000]
 """
 
 import argparse
@@ -13,36 +13,37 @@ import json
 import os
 import random
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import granian
-
-from bench.common import REPO, fresh_database, log, machine, save_result
+from bench import report
+from bench.common import fresh_database, log, result, save_result
+from bench.processes import (
+    HOST,
+    SERVICE,
+    exit_on_sigterm,
+    free_port,
+    http_get,
+    started,
+    wait_ready,
+)
 from service.config import Settings
 from service.model import Order, encode_order
 from service.produce import random_order
 from service.store.db import connect
 from service.store.writer import OrderWriter
 
-HOST = "127.0.0.1"
 WORKERS = 2
 CONNECTIONS = 64
 MISS_CACHE_SIZE = 1000
 WRITE_BATCH = 5000
-STOP_TIMEOUT_S = 45.0
 LUA = Path(__file__).with_name("wrk_report.lua")
 BARS = {"hit_ratio_to_ceiling": 0.5, "hit_p99_ms": 5.0, "miss_p99_ms": 25.0}
 
@@ -61,10 +62,23 @@ class WrkRun:
     socket_errors: int
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A fresh database holding `orders`, their uids in a file for wrk, the service's env."""
+
+    env: dict[str, str]
+    orders: list[Order]
+    uids_file: Path
+
+
+@dataclass(slots=True)
+class HitPhase:
+    """wrk runs by connection count, ours and the ceiling's; our hit ratio; the body size."""
+
+    ours: dict[int, list[WrkRun]] = field(default_factory=dict)
+    ceiling: dict[int, list[WrkRun]] = field(default_factory=dict)
+    hit_ratio: float = 0.0
+    body_bytes: int = 0
 
 
 def store_orders(settings: Settings, count: int) -> list[Order]:
@@ -80,61 +94,45 @@ def store_orders(settings: Settings, count: int) -> list[Order]:
     return orders
 
 
+@contextmanager
+def stored(count: int) -> Iterator[Stored]:
+    """`count` random orders in a fresh database, for the duration of the block."""
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as workdir:
+        run = uuid.uuid4().hex[:8]
+        base = {
+            **os.environ,
+            "CACHE_NAME": f"bench-http-{run}",
+            "METRICS_DIR": str(Path(workdir) / "metrics"),
+            "KAFKA_TOPIC": "bench-http",
+            "HTTP_HOST": HOST,
+            "HTTP_WORKERS": str(WORKERS),
+            "LOG_LEVEL": "WARNING",
+        }
+        settings = fresh_database(base, "orders_bench_http")
+        log(f"storing {count:,} orders in {settings.postgres_db}")
+        orders = store_orders(settings, count)
+        uids_file = Path(workdir) / "uids.txt"
+        uids_file.write_text("".join(o.order_uid + "\n" for o in orders))
+        yield Stored({**base, "POSTGRES_DB": settings.postgres_db}, orders, uids_file)
+
+
 def typical_uid(orders: list[Order]) -> str:
     """The order whose JSON has the median size."""
     by_size = sorted(orders, key=lambda o: len(encode_order(o)))
     return by_size[len(by_size) // 2].order_uid
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, wait; if it hangs, SIGKILL its whole process group (started by us)."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        log(f"pid {process.pid} did not stop in {STOP_TIMEOUT_S:.0f} s; killing its group")
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 @contextmanager
-def started(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `command` in its own session for the duration of the block; always stop it."""
-    process = subprocess.Popen(
-        command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        yield process
-    finally:
-        stop(process)
-
-
-def http_get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return bytes(response.read())
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        try:
-            http_get(url)
-        except OSError:
-            time.sleep(0.2)
-        else:
-            return
-    raise RuntimeError(f"{url} not ready within {timeout_s:.0f} s")
-
-
-def serve(
-    env: dict[str, str], port: int, cache_size: int
-) -> AbstractContextManager[subprocess.Popen[bytes]]:
-    """`python -m service serve` on `port` with a cache of `cache_size` orders."""
+def serving(env: dict[str, str], cache_size: int) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`python -m service serve` on a free port with a cache of `cache_size` orders, ready;
+    yields its base URL and process."""
+    port = free_port()
     settings = {"HTTP_PORT": str(port), "CACHE_SIZE": str(cache_size)}
-    return started([sys.executable, "-m", "service", "serve"], {**env, **settings})
+    log(f"starting the service with a {cache_size:,}-order cache on port {port}")
+    with started([*SERVICE, "serve"], {**env, **settings}) as process:
+        url = f"http://{HOST}:{port}"
+        wait_ready(f"{url}/readyz", process)
+        yield url, process
 
 
 def bare_rsgi(
@@ -156,9 +154,10 @@ def cache_counts(base_url: str) -> tuple[float, float]:
     return float(values.get("cache_hits_total", 0)), float(values.get("cache_misses_total", 0))
 
 
-def run_wrk(base_url: str, uids_file: Path, seconds: int) -> WrkRun:
+def run_wrk(base_url: str, uids_file: Path, seconds: int, connections: int = CONNECTIONS) -> WrkRun:
+    """wrk GETs random uids from `uids_file` for `seconds` over `connections` connections."""
     command = [
-        *("wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"),
+        *("wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"),
         *("-s", str(LUA), base_url, "--", str(uids_file)),
     ]
     output = subprocess.run(
@@ -188,45 +187,50 @@ def describe(name: str, run: WrkRun) -> str:
 
 
 def hit_phase(
-    env: dict[str, str], uids_file: Path, count: int, typical: str, seconds: int, rounds: int
-) -> tuple[list[WrkRun], list[WrkRun], float, int]:
-    """Ours and the ceiling alternately; returns their runs, our hit ratio, the body size."""
-    ours_runs: list[WrkRun] = []
-    ceiling_runs: list[WrkRun] = []
-    port, bare_port = free_port(), free_port()
-    ours_url, bare_url = f"http://{HOST}:{port}", f"http://{HOST}:{bare_port}"
-    log(f"starting the service with every order cached ({count:,}) on port {port}")
-    with serve(env, port, count) as service:
-        wait_ready(f"{ours_url}/readyz", service)
-        body_file = uids_file.with_name("order.json")
-        body_size = body_file.write_bytes(http_get(f"{ours_url}/order/{typical}"))
-        log(f"starting the bare RSGI ceiling ({body_size} bytes) on port {bare_port}")
-        with bare_rsgi(env, bare_port, body_file) as bare:
+    data: Stored, seconds: int, rounds: int, connections: tuple[int, ...] = (CONNECTIONS,)
+) -> HitPhase:
+    """Ours and the ceiling alternately, `rounds` times at each connection count."""
+    phase = HitPhase()
+    with serving(data.env, len(data.orders)) as (ours_url, _):
+        body_file = data.uids_file.with_name("order.json")
+        phase.body_bytes = body_file.write_bytes(
+            http_get(f"{ours_url}/order/{typical_uid(data.orders)}")
+        )
+        bare_port = free_port()
+        log(f"starting the bare RSGI ceiling ({phase.body_bytes} bytes) on port {bare_port}")
+        with bare_rsgi(data.env, bare_port, body_file) as bare:
+            bare_url = f"http://{HOST}:{bare_port}"
             wait_ready(f"{bare_url}/order/x", bare)
             hits, misses = cache_counts(ours_url)
             for round_no in range(1, rounds + 1):
-                ours_runs.append(run_wrk(ours_url, uids_file, seconds))
-                log(describe(f"round {round_no} ours", ours_runs[-1]))
-                ceiling_runs.append(run_wrk(bare_url, uids_file, seconds))
-                log(describe(f"round {round_no} ceiling", ceiling_runs[-1]))
+                for conns in connections:
+                    for runs, url, name in (
+                        (phase.ours, ours_url, "ours"),
+                        (phase.ceiling, bare_url, "ceiling"),
+                    ):
+                        runs.setdefault(conns, []).append(
+                            run_wrk(url, data.uids_file, seconds, conns)
+                        )
+                        log(describe(f"round {round_no} {name} -c{conns}", runs[conns][-1]))
             hits_after, misses_after = cache_counts(ours_url)
-    ratio = hit_ratio(hits_after - hits, misses_after - misses)
-    return ours_runs, ceiling_runs, ratio, body_size
+    phase.hit_ratio = hit_ratio(hits_after - hits, misses_after - misses)
+    return phase
 
 
-def miss_phase(env: dict[str, str], uids_file: Path, seconds: int) -> tuple[WrkRun, float]:
+def miss_phase(
+    data: Stored, seconds: int, connections: tuple[int, ...] = (CONNECTIONS,)
+) -> tuple[dict[int, WrkRun], float]:
     """The service with a small cache, random uids over every stored order."""
-    port = free_port()
-    url = f"http://{HOST}:{port}"
-    log(f"restarting the service with a {MISS_CACHE_SIZE:,}-order cache on port {port}")
-    with serve(env, port, MISS_CACHE_SIZE) as service:
-        wait_ready(f"{url}/readyz", service)
+    runs: dict[int, WrkRun] = {}
+    with serving(data.env, MISS_CACHE_SIZE) as (url, _):
         hits, misses = cache_counts(url)
-        run = run_wrk(url, uids_file, seconds)
+        for conns in connections:
+            runs[conns] = run_wrk(url, data.uids_file, seconds, conns)
+            log(describe(f"miss -c{conns}", runs[conns]))
         hits_after, misses_after = cache_counts(url)
     ratio = hit_ratio(hits_after - hits, misses_after - misses)
-    log(describe("miss", run) + f", hit ratio {ratio:.1%}")
-    return run, ratio
+    log(f"miss phase hit ratio {ratio:.1%}")
+    return runs, ratio
 
 
 def hit_ratio(hits: float, misses: float) -> float:
@@ -280,19 +284,31 @@ def mark_bars(figures: dict[str, Any]) -> None:
     figures["miss_errors"] |= {"bar": "0", "met": figures["miss_errors"]["value"] == 0}
 
 
-def markdown(figures: dict[str, Any]) -> str:
-    lines = ["| Figure | Ours | Ceiling | Ours/ceiling | Bar | Met |", "|---|---|---|---|---|---|"]
-    for name, f in figures.items():
-        value = f"{f['value']:.1%}" if f["unit"] == "fraction" else f"{f['value']:,} {f['unit']}"
-        ceiling = f"{f['ceiling']:,} {f['unit']}" if "ceiling" in f else ""
-        ratio = f"{f['ratio']:.1%}" if "ratio" in f else ""
-        met = "" if "met" not in f else "yes" if f["met"] else "**no**"
-        lines.append(f"| {name} | {value} | {ceiling} | {ratio} | {f.get('bar', '')} | {met} |")
-    return "\n".join(lines)
-
-
-def _exit_on_sigterm(signum: int, _: object) -> None:
-    raise SystemExit(128 + signum)
+def measure(quick: bool, *, orders: int | None = None) -> dict[str, Any]:
+    """Hits against the bare RSGI ceiling, then misses, on `orders` stored orders."""
+    count = orders or (5_000 if quick else 20_000)
+    seconds, rounds = (3, 2) if quick else (8, 2)
+    with stored(count) as data:
+        hits = hit_phase(data, seconds, rounds)
+        misses, miss_ratio = miss_phase(data, seconds)
+    ours, ceiling = hits.ours[CONNECTIONS], hits.ceiling[CONNECTIONS]
+    miss = misses[CONNECTIONS]
+    figures = build_figures(best(ours), best(ceiling), hits.hit_ratio, miss, miss_ratio)
+    mark_bars(figures)
+    parameters = {
+        "orders": count,
+        "workers": WORKERS,
+        "wrk": f"-t1 -c{CONNECTIONS} -d{seconds}s --latency, random stored uids",
+        "ceiling_body_bytes": hits.body_bytes,
+        "miss_cache_size": MISS_CACHE_SIZE,
+    }
+    outcome = result("http", parameters, figures)
+    outcome["runs"] = {
+        "hit_ours": [asdict(r) for r in ours],
+        "hit_ceiling": [asdict(r) for r in ceiling],
+        "miss": [asdict(miss)],
+    }
+    return outcome
 
 
 def main() -> None:
@@ -300,50 +316,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5,000 orders, 3 s wrk runs")
     parser.add_argument("--orders", type=int, default=None, help="default 20,000 (quick 5,000)")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    count = args.orders or (5_000 if args.quick else 20_000)
-    seconds, rounds = (3, 2) if args.quick else (8, 2)
-    with tempfile.TemporaryDirectory(prefix="bench-http-") as workdir:
-        run = uuid.uuid4().hex[:8]
-        base = {
-            **os.environ,
-            "CACHE_NAME": f"bench-http-{run}",
-            "METRICS_DIR": str(Path(workdir) / "metrics"),
-            "KAFKA_TOPIC": "bench-http",
-            "HTTP_HOST": HOST,
-            "HTTP_WORKERS": str(WORKERS),
-            "LOG_LEVEL": "WARNING",
-        }
-        settings = fresh_database(base, "orders_bench_http")
-        env = {**base, "POSTGRES_DB": settings.postgres_db}
-        log(f"storing {count:,} orders in {settings.postgres_db}")
-        orders = store_orders(settings, count)
-        uids_file = Path(workdir) / "uids.txt"
-        uids_file.write_text("".join(o.order_uid + "\n" for o in orders))
-        ours, ceiling, hits_ratio, body_bytes = hit_phase(
-            env, uids_file, count, typical_uid(orders), seconds, rounds
-        )
-        miss, miss_ratio = miss_phase(env, uids_file, seconds)
-    figures = build_figures(best(ours), best(ceiling), hits_ratio, miss, miss_ratio)
-    mark_bars(figures)
-    result = {
-        "benchmark": "http",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(granian=granian.__version__),
-        "orders": count,
-        "workers": WORKERS,
-        "wrk": f"-t1 -c{CONNECTIONS} -d{seconds}s --latency, random stored uids",
-        "ceiling_body_bytes": body_bytes,
-        "miss_cache_size": MISS_CACHE_SIZE,
-        "figures": figures,
-        "runs": {
-            "hit_ours": [asdict(r) for r in ours],
-            "hit_ceiling": [asdict(r) for r in ceiling],
-            "miss": [asdict(miss)],
-        },
-    }
-    save_result("http", result)
-    print(markdown(figures))
+    exit_on_sigterm()
+    outcome = measure(args.quick, orders=args.orders)
+    save_result("http", outcome)
+    print(report.table([outcome]))
 
 
 if __name__ == "__main__":

@@ -1,31 +1,47 @@
 """Ingest benchmark: orders/s from a preloaded topic to committed rows, against its ceiling,
 `psql \\copy` of the same rows from files into the same schema, measured in the same run.
 
-    python -m bench.ingest --orders 200000
+    python -m bench.ingest [--quick] [--orders 200000] [--batch-size 5000]
 """
 
 import argparse
 import csv
-import json
 import os
 import random
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from confluent_kafka import Producer
 
-from bench.common import REPO, fresh_database, log, machine, save_result
+from bench import processes, report
+from bench.common import fresh_database, log, result, save_result
+from bench.processes import exit_on_sigterm
 from service.config import Settings
 from service.ingest.kafka import ensure_topics, producer_config
 from service.model import Order, encode_order
 from service.produce import random_order
 from service.store.rows import TABLES, rows_by_table
+
+BATCH_SIZE = 5000
+BAR_ORDERS_PER_S = 15_000
+BAR_RATIO = 0.4
+
+
+@dataclass(frozen=True, slots=True)
+class Preloaded:
+    """A fresh database, a topic holding `orders`, and the environment pointing at both."""
+
+    settings: Settings
+    env: dict[str, str]
+    orders: list[Order]
 
 
 def preload(settings: Settings, orders: list[Order]) -> None:
@@ -47,31 +63,54 @@ def count_orders(conn: psycopg.Connection[tuple[object, ...]]) -> int:
     return int(str(row[0])) if row else 0
 
 
+def preloaded(count: int, batch_size: int = BATCH_SIZE) -> Preloaded:
+    """`count` random orders in a new topic, and a fresh database for the consumer."""
+    run = uuid.uuid4().hex[:8]
+    base = {
+        **os.environ,
+        "KAFKA_TOPIC": f"bench-{run}",
+        "KAFKA_GROUP": f"bench-{run}",
+        "CACHE_NAME": f"bench-{run}",
+        "INGEST_BATCH_SIZE": str(batch_size),
+        "LOG_LEVEL": "WARNING",
+    }
+    settings = fresh_database(base, "orders_bench")
+    rng = random.Random(7)
+    orders = [random_order(rng) for _ in range(count)]
+    items = sum(len(o.items) for o in orders)
+    log(f"preloading {count:,} orders ({items:,} items) into {settings.kafka_topic}")
+    preload(settings, orders)
+    return Preloaded(settings, {**base, "POSTGRES_DB": settings.postgres_db}, orders)
+
+
+def consumer(env: dict[str, str]) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """The real consumer process (`python -m service consume`) for the duration of the block."""
+    return processes.started([*processes.SERVICE, "consume"], env)
+
+
+def wait_stored(
+    conn: psycopg.Connection[tuple[object, ...]], process: subprocess.Popen[bytes], at_least: int
+) -> int:
+    """Poll until at least `at_least` orders are stored; return the count seen."""
+    while (stored := count_orders(conn)) < at_least:
+        if process.poll() is not None:
+            raise RuntimeError(f"consumer exited with {process.returncode}")
+        time.sleep(0.05)
+    return stored
+
+
 def measure_consumer(settings: Settings, env: dict[str, str], total: int) -> dict[str, float]:
     """Run the real consumer process; time from its first committed batch to the last."""
     with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service", "consume"],
-            env=env,
-            cwd=REPO,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            first_at, first_count = 0.0, 0
-            while (stored := count_orders(conn)) < total:
-                if stored and not first_at:
-                    first_at, first_count = time.perf_counter(), stored
-                if process.poll() is not None:
-                    raise RuntimeError(f"consumer exited with {process.returncode}")
-                time.sleep(0.05)
+        started_at = time.perf_counter()
+        with consumer(env) as process:
+            first_count = wait_stored(conn, process, 1)
+            first_at = time.perf_counter()
+            wait_stored(conn, process, total)
             done = time.perf_counter()
-        finally:
-            process.terminate()
-            process.wait(60)
     return {
         "orders_per_s": (total - first_count) / (done - first_at),
-        "seconds_including_start": done - started,
+        "seconds_including_start": done - started_at,
     }
 
 
@@ -119,57 +158,53 @@ def measure_ceiling(settings: Settings, orders: list[Order], workdir: Path) -> f
     return len(orders) / (time.perf_counter() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--orders", type=int, default=None, help="default 200,000")
-    parser.add_argument("--quick", action="store_true", help="20,000 orders, for development")
-    parser.add_argument("--batch-size", type=int, default=5000)
-    args = parser.parse_args()
-    args.orders = args.orders or (20_000 if args.quick else 200_000)
-    run = uuid.uuid4().hex[:8]
-    base = {
-        **os.environ,
-        "KAFKA_TOPIC": f"bench-{run}",
-        "KAFKA_GROUP": f"bench-{run}",
-        "CACHE_NAME": f"bench-{run}",
-        "INGEST_BATCH_SIZE": str(args.batch_size),
-        "LOG_LEVEL": "WARNING",
-    }
-    settings = fresh_database(base, "orders_bench")
-    env = {**base, "POSTGRES_DB": settings.postgres_db}
-    rng = random.Random(7)
-    orders = [random_order(rng) for _ in range(args.orders)]
-    items = sum(len(o.items) for o in orders)
-    log(f"preloading {len(orders):,} orders ({items:,} items) into {settings.kafka_topic}")
-    preload(settings, orders)
-    log("consuming with the real consumer process")
-    ours = measure_consumer(settings, env, len(orders))
-    log(f"consumer: {ours['orders_per_s']:,.0f} orders/s; now the psql \\copy ceiling")
-    with tempfile.TemporaryDirectory() as workdir:
-        ceiling = measure_ceiling(settings, orders, Path(workdir))
-    result = {
-        "benchmark": "ingest",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "orders": len(orders),
-        "items": items,
-        "batch_size": args.batch_size,
-        "figures": {
-            "ingest": {
-                "value": round(ours["orders_per_s"]),
-                "unit": "orders/s",
-                "ceiling": round(ceiling),
-                "ceiling_name": "psql \\copy, same rows",
-                "ratio": round(ours["orders_per_s"] / ceiling, 3),
-            },
-            "ingest_seconds_including_start": {
-                "value": round(ours["seconds_including_start"], 2),
-                "unit": "s",
-            },
+def figures(ours: dict[str, float], ceiling: float) -> dict[str, Any]:
+    ratio = ours["orders_per_s"] / ceiling
+    return {
+        "ingest": {
+            "value": round(ours["orders_per_s"]),
+            "unit": "orders/s",
+            "ceiling": round(ceiling),
+            "ceiling_name": "psql \\copy, same rows",
+            "ratio": round(ratio, 3),
+            "bar": f">= {BAR_ORDERS_PER_S:,} orders/s and >= {BAR_RATIO:.0%}",
+            "met": ours["orders_per_s"] >= BAR_ORDERS_PER_S and ratio >= BAR_RATIO,
+        },
+        "ingest_seconds_including_start": {
+            "value": round(ours["seconds_including_start"], 2),
+            "unit": "s",
         },
     }
-    save_result("ingest", result)
-    print(json.dumps(result, indent=2))
+
+
+def measure(
+    quick: bool, *, orders: int | None = None, batch_size: int = BATCH_SIZE
+) -> dict[str, Any]:
+    """Preload the topic, consume it with the real consumer, then the ceiling on the same rows."""
+    data = preloaded(orders or (20_000 if quick else 200_000), batch_size)
+    log("consuming with the real consumer process")
+    ours = measure_consumer(data.settings, data.env, len(data.orders))
+    log(f"consumer: {ours['orders_per_s']:,.0f} orders/s; now the psql \\copy ceiling")
+    with tempfile.TemporaryDirectory() as workdir:
+        ceiling = measure_ceiling(data.settings, data.orders, Path(workdir))
+    parameters = {
+        "orders": len(data.orders),
+        "items": sum(len(o.items) for o in data.orders),
+        "batch_size": batch_size,
+    }
+    return result("ingest", parameters, figures(ours, ceiling))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="20,000 orders, for development")
+    parser.add_argument("--orders", type=int, default=None, help="default 200,000")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    args = parser.parse_args()
+    exit_on_sigterm()
+    outcome = measure(args.quick, orders=args.orders, batch_size=args.batch_size)
+    save_result("ingest", outcome)
+    print(report.table([outcome]))
 
 
 if __name__ == "__main__":

@@ -53,10 +53,13 @@ lint:
     .venv/bin/ruff format --check service tests bench
     .venv/bin/mypy service
 
-# Every benchmark, with its ceiling measured in the same run (takes minutes).
+# Every benchmark, each with its ceiling in the same run (minutes); --quick, --plots (sweeps).
 bench *args="": infra-up
-    {{python}} -m bench.ingest {{args}}
-    {{python}} -m bench.http {{args}}
+    {{python}} -m bench {{args}}
+
+# py-spy flamegraphs of the consumer and the API workers under load into profiles/ (--only hit).
+profile *args="": infra-up
+    {{python}} -m bench.profile {{args}}
 
 # System packages the tests use beyond PostgreSQL and Kafka (Chromium for the page).
 test-deps:

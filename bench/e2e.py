@@ -1,0 +1,214 @@
+"""End-to-end benchmark: produce → visible through GET /order/{uid}, at a steady rate into the
+whole service (`python -m service run`: consumer and API workers) on a fresh database.
+
+The benchmark process produces at a fixed rate (2,000 orders/s) and polls GET for every
+SAMPLE_EVERY-th order until its first 200; an order's latency runs from its produce() call to
+that answer, so it includes Kafka, the consumer's batch wait, the database commit and the cache.
+Polling every POLL_INTERVAL_S bounds the resolution; the pollers share a few connections.
+
+    python -m bench.e2e [--quick] [--rate 2000] [--seconds 60]
+"""
+
+import argparse
+import asyncio
+import math
+import os
+import random
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from confluent_kafka import Producer
+
+from bench import report
+from bench.common import fresh_database, log, result, save_result
+from bench.processes import HOST, SERVICE, exit_on_sigterm, free_port, started, wait_ready
+from service.config import Settings
+from service.ingest.kafka import ensure_topics, producer_config
+from service.model import encode_order
+from service.produce import random_order
+
+RATE = 2000
+SAMPLE_EVERY = 10
+POLL_INTERVAL_S = 0.01
+POLL_CONNECTIONS = 8
+PRODUCE_TICK_S = 0.002
+VISIBLE_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = 10.0
+BAR_P99_MS = 250.0
+BAR_RATE_SHARE = 0.98
+
+
+@dataclass(slots=True)
+class Load:
+    """What one steady run saw: latencies of the sampled orders, in seconds, and what failed."""
+
+    produced: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    not_visible: int = 0
+    polls: int = 0
+    poll_errors: int = 0
+
+
+async def _watch(client: httpx.AsyncClient, uid: str, produced_at: float, load: Load) -> None:
+    """GET the order every POLL_INTERVAL_S until it answers 200; record the time to that."""
+    while True:
+        load.polls += 1
+        try:
+            status = (await client.get(f"/order/{uid}")).status_code
+        except httpx.HTTPError:
+            status = 0
+        if status == 200:
+            load.latencies.append(time.monotonic() - produced_at)
+            return
+        if status != 404:
+            load.poll_errors += 1
+        await asyncio.sleep(POLL_INTERVAL_S)
+
+
+async def _wait_visible(client: httpx.AsyncClient, uid: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (await client.get(f"/order/{uid}")).status_code != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"order {uid} not visible within {timeout_s:.0f} s")
+        await asyncio.sleep(0.05)
+
+
+async def steady_load(settings: Settings, url: str, count: int, rate: float) -> Load:
+    """Produce `count` orders at `rate` per second, polling the sampled ones until visible."""
+    rng = random.Random(5)
+    orders = [random_order(rng) for _ in range(count + 1)]
+    messages = [(o.order_uid, encode_order(o)) for o in orders]
+    producer = Producer(producer_config(settings))
+    load = Load()
+    limits = httpx.Limits(max_connections=POLL_CONNECTIONS)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=5.0) as client:
+        # The first order waits for the consumer to join the group, so it is not a sample.
+        probe_uid, probe = messages.pop()
+        producer.produce(settings.kafka_topic, probe, probe_uid)
+        producer.flush(10)
+        await _wait_visible(client, probe_uid, VISIBLE_TIMEOUT_S)
+        log(f"consumer is up; producing {count:,} orders at {rate:,.0f}/s")
+        watchers: set[asyncio.Task[None]] = set()
+        started_at = time.monotonic()
+        while load.produced < count:
+            due = min(count, math.floor((time.monotonic() - started_at) * rate) + 1)
+            for index in range(load.produced, due):
+                uid, body = messages[index]
+                producer.produce(settings.kafka_topic, body, uid)
+                if index % SAMPLE_EVERY == 0:
+                    watch = _watch(client, uid, time.monotonic(), load)
+                    watchers.add(asyncio.create_task(watch))
+            load.produced = due
+            producer.poll(0)
+            await asyncio.sleep(PRODUCE_TICK_S)
+        load.seconds = time.monotonic() - started_at
+        await asyncio.to_thread(producer.flush, 30)
+        _, late = await asyncio.wait(watchers, timeout=DRAIN_TIMEOUT_S)
+        for watcher in late:
+            watcher.cancel()
+        load.not_visible = len(late)
+    return load
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def figures(load: Load, rate: float) -> dict[str, Any]:
+    ordered = sorted(load.latencies) or [math.inf]
+    ms = {q: round(percentile(ordered, q) * 1000, 1) for q in (50, 99, 99.9, 100)}
+    achieved = load.produced / load.seconds
+    return {
+        "e2e_rate": {
+            "value": round(achieved),
+            "unit": "orders/s",
+            "bar": f"{rate:,.0f} orders/s steady",
+            "met": achieved >= BAR_RATE_SHARE * rate,
+        },
+        "e2e_p50": {"value": ms[50], "unit": "ms"},
+        "e2e_p99": {
+            "value": ms[99],
+            "unit": "ms",
+            "bar": f"<= {BAR_P99_MS:g} ms",
+            "met": ms[99] <= BAR_P99_MS,
+        },
+        "e2e_p999": {"value": ms[99.9], "unit": "ms"},
+        "e2e_max": {"value": ms[100], "unit": "ms"},
+        "e2e_samples": {"value": len(load.latencies), "unit": "orders"},
+        "e2e_not_visible": {
+            "value": load.not_visible,
+            "unit": "orders",
+            "bar": "0",
+            "met": load.not_visible == 0,
+        },
+        "e2e_poll_errors": {
+            "value": load.poll_errors,
+            "unit": "responses",
+            "bar": "0",
+            "met": load.poll_errors == 0,
+        },
+    }
+
+
+def measure(quick: bool, *, rate: float = RATE, seconds: float | None = None) -> dict[str, Any]:
+    """The whole service on a fresh database, fed at a steady `rate` for `seconds`."""
+    seconds = seconds or (15.0 if quick else 60.0)
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as workdir:
+        run = uuid.uuid4().hex[:8]
+        port = free_port()
+        base = {
+            **os.environ,
+            "KAFKA_TOPIC": f"bench-e2e-{run}",
+            "KAFKA_GROUP": f"bench-e2e-{run}",
+            "CACHE_NAME": f"bench-e2e-{run}",
+            "METRICS_DIR": str(Path(workdir) / "metrics"),
+            "HTTP_HOST": HOST,
+            "HTTP_PORT": str(port),
+            "LOG_LEVEL": "WARNING",
+        }
+        settings = fresh_database(base, "orders_bench_e2e")
+        ensure_topics(settings)
+        url = f"http://{HOST}:{port}"
+        log(f"starting the service (consumer and {settings.http_workers} workers) on {url}")
+        with started([*SERVICE, "run"], {**base, "POSTGRES_DB": settings.postgres_db}) as service:
+            wait_ready(f"{url}/readyz", service)
+            load = asyncio.run(steady_load(settings, url, round(rate * seconds), rate))
+    outcome = figures(load, rate)
+    log(
+        f"e2e: {outcome['e2e_rate']['value']:,} orders/s, p50 {outcome['e2e_p50']['value']} ms, "
+        f"p99 {outcome['e2e_p99']['value']} ms, not visible {outcome['e2e_not_visible']['value']}, "
+        f"{load.polls / load.seconds:,.0f} polls/s"
+    )
+    parameters = {
+        "rate": rate,
+        "seconds": seconds,
+        "sample_every": SAMPLE_EVERY,
+        "poll_interval_ms": POLL_INTERVAL_S * 1000,
+        "http_workers": settings.http_workers,
+        "batch_size": settings.ingest_batch_size,
+        "batch_wait_ms": settings.ingest_batch_wait_ms,
+    }
+    return result("e2e", parameters, outcome)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="15 s instead of 60 s")
+    parser.add_argument("--rate", type=float, default=RATE, help="orders per second")
+    parser.add_argument("--seconds", type=float, default=None)
+    args = parser.parse_args()
+    exit_on_sigterm()
+    outcome = measure(args.quick, rate=args.rate, seconds=args.seconds)
+    save_result("e2e", outcome)
+    print(report.table([outcome]))
+
+
+if __name__ == "__main__":
+    main()

@@ -7,8 +7,16 @@ Order of effects for each batch, which is what makes delivery at-least-once with
   4. commit the batch's offsets synchronously;
   5. hand the newly stored orders to the cache.
 A crash before 4 redelivers the batch, and the writer's ON CONFLICT makes that harmless.
-Offsets are committed only here, synchronously, after each batch, so when partitions are
-revoked (which happens inside consume()) everything processed is already committed.
+
+Several instances share the topic through one consumer group (cooperative-sticky). A batch is
+always finished and committed before the next consume(), and rebalance callbacks run only inside
+consume(), so a partition is never given up with a stored batch uncommitted. librdkafka drops
+from a consume() result the messages of partitions revoked during that call. A commit refused
+in the middle of a rebalance (the group's generation is changing) is kept and retried with the
+next batch, and on revocation while the partitions are still ours; partitions *lost* (session
+expired) cannot be committed, so their new owner gets the batch again and skips it as
+duplicates. While PostgreSQL is down the loop does not call consume(), so a rebalance waits for
+the database (at most `max.poll.interval.ms`); nothing is committed for an unstored batch.
 """
 
 import logging
@@ -64,6 +72,8 @@ class OrderConsumer:
         self.stop = threading.Event()
         self.progress = IngestProgress()
         self._writer: OrderWriter | None = None
+        # Next offsets of stored batches whose commit Kafka refused; retried (see module doc).
+        self._uncommitted: dict[tuple[str, int], int] = {}
         self._dead_letters = DeadLetters(settings)
         config = consumer_config(settings)
         config["stats_cb"] = lambda raw: self.progress.set_lag(_lag_from_stats(raw))
@@ -75,7 +85,8 @@ class OrderConsumer:
         self._consumer.subscribe(
             [self._settings.kafka_topic],
             on_assign=lambda _, parts: log.info("assigned %s", _describe(parts)),
-            on_revoke=lambda _, parts: log.info("revoked %s", _describe(parts)),
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
         )
         try:
             while not self.stop.is_set():
@@ -175,13 +186,43 @@ class OrderConsumer:
             self._writer = None
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        partitions = [TopicPartition(t, p, offset + 1) for (t, p), offset in offsets.items()]
+        for key, offset in offsets.items():
+            self._uncommitted[key] = offset + 1
+        self._commit_uncommitted(list(self._uncommitted))
+
+    def _commit_uncommitted(self, keys: list[tuple[str, int]]) -> None:
+        partitions = [TopicPartition(t, p, self._uncommitted[(t, p)]) for t, p in keys]
+        if not partitions:
+            return
         try:
             self._consumer.commit(offsets=partitions, asynchronous=False)
         except KafkaException as exc:
-            # Typically the partitions moved to another consumer during a long outage; the
-            # rows are stored, so the redelivery the new owner gets is skipped as duplicates.
-            log.warning("offset commit failed (%s); the batch will be redelivered", exc)
+            # Typically a rebalance under way; the rows are stored, so this is retried with
+            # the next batch or on revocation, and at worst the next owner skips duplicates.
+            log.warning("offset commit failed (%s); will retry", exc)
+            return
+        for key in keys:
+            del self._uncommitted[key]
+
+    def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        # Still ours inside this callback: the last chance to commit what is stored for them.
+        revoked = [(p.topic, p.partition) for p in partitions]
+        self._commit_uncommitted([key for key in revoked if key in self._uncommitted])
+        self._forget(revoked)
+        log.info("revoked %s", _describe(partitions))
+
+    def _on_lost(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        # Another member may own them already; committing now could move its offsets.
+        self._forget([(p.topic, p.partition) for p in partitions])
+        log.warning(
+            "lost %s (session expired); their uncommitted batches are redelivered",
+            _describe(partitions),
+        )
+
+    def _forget(self, keys: list[tuple[str, int]]) -> None:
+        for key in keys:
+            if self._uncommitted.pop(key, None) is not None:
+                log.warning("gave up %s[%s] with its last offset uncommitted", *key)
 
 
 def _describe(partitions: list[TopicPartition]) -> str:

@@ -1,0 +1,260 @@
+"""Scale-out: consumers of one group share the topic's partitions, hand them over on a
+rebalance without losing or redoing anything, and two hosts (network namespaces) keep every
+order stored exactly once and answerable from either when one of them dies."""
+
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from service.cache.region import remove_files
+from service.config import Settings, load_settings
+from service.ingest.consumer import OrderConsumer
+from service.ingest.kafka import ensure_topics
+from service.model import Order, encode_order
+from tests import netns
+from tests.conftest import wait_until_ready
+from tests.kafka_helpers import consumer_process, produce, scalar, wait_for
+from tests.orders import random_orders
+
+pytestmark = pytest.mark.integration
+
+Conn = psycopg.Connection[tuple[object, ...]]
+PARTITIONS = 6
+# librdkafka's default session.timeout.ms: how long a killed member keeps its partitions.
+SESSION_TIMEOUT_S = 45
+
+
+@pytest.fixture
+def env(base_env: dict[str, str], settings: Settings) -> dict[str, str]:
+    """A fresh topic of six partitions and its own consumer group for each test."""
+    topic = f"scale-{uuid.uuid4().hex[:10]}"
+    env = {
+        **base_env,
+        "KAFKA_TOPIC": topic,
+        "KAFKA_GROUP": topic,
+        "KAFKA_DLQ_TOPIC": f"{topic}.dlq",
+        "KAFKA_PARTITIONS": str(PARTITIONS),
+    }
+    ensure_topics(load_settings(env))
+    return env
+
+
+@contextmanager
+def streaming(brokers: str, topic: str, orders: list[Order], seconds: float) -> Iterator[None]:
+    """Produce `orders` evenly over `seconds` in the background; the block waits for the end."""
+    chunks = int(seconds * 4)
+    size = -(-len(orders) // chunks)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            for index in range(chunks):
+                chunk = orders[index * size : (index + 1) * size]
+                produce(
+                    brokers, topic, [encode_order(o) for o in chunk], [o.order_uid for o in chunk]
+                )
+                time.sleep(max(0.0, started + (index + 1) * seconds / chunks - time.monotonic()))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="producer", daemon=True)
+    thread.start()
+    yield
+    thread.join()
+    assert not errors, errors
+
+
+def assignment(brokers: str, group: str) -> list[set[int]]:
+    """The partitions of each member of `group`, as the group coordinator sees them now."""
+    admin = AdminClient({"bootstrap.servers": brokers})
+    description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    return [{tp.partition for tp in m.assignment.topic_partitions} for m in description.members]
+
+
+def shared_by(brokers: str, group: str, members: int) -> bool:
+    """Whether `members` consumers hold every partition between them, each at least one."""
+    held = assignment(brokers, group)
+    return (
+        len(held) == members
+        and all(held)
+        and sorted(p for partitions in held for p in partitions) == list(range(PARTITIONS))
+    )
+
+
+def unread(brokers: str, group: str, topic: str) -> int:
+    """Messages between the group's committed offsets and the end of each partition."""
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": group})
+    try:
+        committed = consumer.committed(
+            [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10
+        )
+        return sum(
+            consumer.get_watermark_offsets(tp, timeout=10)[1] - max(tp.offset, 0)
+            for tp in committed
+        )
+    finally:
+        consumer.close()
+
+
+def consumed(metrics_dir: Path) -> int:
+    """Messages read from the topic by the processes that kept their metrics in `metrics_dir`."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
+    return int(registry.get_sample_value("orders_consumed_total") or 0)
+
+
+def stored_count(db: Conn, uids: list[str]) -> int:
+    return scalar(db, "SELECT count(*) FROM orders WHERE order_uid = ANY(%s)", uids)
+
+
+def assert_exactly_once(db: Conn, orders: list[Order]) -> None:
+    uids = [o.order_uid for o in orders]
+    assert stored_count(db, uids) == len(orders)
+    items = scalar(db, "SELECT count(*) FROM items WHERE order_uid = ANY(%s)", uids)
+    assert items == sum(len(o.items) for o in orders)
+
+
+def test_consumers_of_one_group_split_the_partitions_and_hand_them_over_without_rework(
+    env: dict[str, str], settings: Settings, db: Conn, tmp_path: Path
+) -> None:
+    brokers, group = settings.kafka_brokers, env["KAFKA_GROUP"]
+    orders = random_orders(12_000, seed=30)
+    uids = [o.order_uid for o in orders]
+
+    def member(name: str) -> AbstractContextManager[subprocess.Popen[bytes]]:
+        return consumer_process(
+            {**env, "INGEST_BATCH_SIZE": "200", "METRICS_DIR": str(tmp_path / name)}
+        )
+
+    with streaming(brokers, env["KAFKA_TOPIC"], orders, seconds=15), member("a") as first:
+        wait_for(lambda: stored_count(db, uids) > 0, what="first consumer storing")
+        with member("b"):
+            wait_for(lambda: shared_by(brokers, group, 2), what="partitions split between two")
+            assert sorted(len(p) for p in assignment(brokers, group)) == [3, 3]
+            # A member leaves: it finishes its batch, commits, and the other takes everything.
+            first.send_signal(signal.SIGTERM)
+            assert first.wait(60) == 0
+            wait_for(lambda: shared_by(brokers, group, 1), what="one consumer holding all six")
+            with member("c"):
+                wait_for(lambda: shared_by(brokers, group, 2), what="partitions split again")
+                wait_for(lambda: stored_count(db, uids) == len(orders), what="every order stored")
+    assert_exactly_once(db, orders)
+    # Offsets were committed for everything stored before each hand-over: no message was
+    # read twice, and nothing is left uncommitted.
+    assert sum(consumed(tmp_path / name) for name in "abc") == len(orders)
+    assert unread(brokers, group, env["KAFKA_TOPIC"]) == 0
+
+
+class RefusesFirstCommit:
+    """Kafka's side of commits during a rebalance: the first is refused, later ones recorded."""
+
+    def __init__(self) -> None:
+        self.refused = False
+        self.committed: list[set[tuple[str, int, int]]] = []
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        assert not asynchronous
+        if not self.refused:
+            self.refused = True
+            raise KafkaException(KafkaError(KafkaError.ILLEGAL_GENERATION))
+        self.committed.append({(tp.topic, tp.partition, tp.offset) for tp in offsets})
+
+
+def test_a_commit_refused_mid_rebalance_is_made_on_revocation_and_dropped_on_loss(
+    settings: Settings,
+) -> None:
+    consumer = OrderConsumer(settings)
+    kafka = RefusesFirstCommit()
+    consumer._consumer = kafka  # type: ignore[assignment]
+    consumer._commit({("t", 0): 9, ("t", 1): 4, ("t", 2): 7})
+    assert kafka.committed == []
+    # Revoked before any later batch touched partition 0: committed while it is still ours.
+    consumer._on_revoke(kafka, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    assert kafka.committed == [{("t", 0, 10)}]
+    # Lost: another member may own it already, so it is never committed from here.
+    consumer._on_lost(kafka, [TopicPartition("t", 1)])  # type: ignore[arg-type]
+    consumer._commit({("t", 3): 0})
+    assert kafka.committed[-1] == {("t", 2, 8), ("t", 3, 1)}
+
+
+def answers(url: str, orders: list[Order]) -> None:
+    with httpx.Client(base_url=url, timeout=10, trust_env=False) as client:
+        for order in orders:
+            response = client.get(f"/order/{order.order_uid}")
+            assert response.status_code == 200, (url, order.order_uid, response.text)
+            assert response.content == encode_order(order)
+
+
+@pytest.mark.slow
+def test_two_hosts_share_the_partitions_and_the_survivor_takes_over_when_one_is_killed(
+    env: dict[str, str], settings: Settings, db: Conn, tmp_path: Path
+) -> None:
+    if reason := netns.unavailable():
+        pytest.skip(reason)
+    brokers, group = settings.kafka_brokers, env["KAFKA_GROUP"]
+    orders = random_orders(15_000, seed=31)
+    by_uid = {o.order_uid: o for o in orders}
+    uids = list(by_uid)
+    kafka_port = int(brokers.rsplit(":", 1)[1])
+
+    def stored_sample(count: int) -> list[Order]:
+        rows = db.execute(
+            "SELECT order_uid FROM orders WHERE order_uid = ANY(%s) ORDER BY random() LIMIT %s",
+            (uids, count),
+        ).fetchall()
+        return [by_uid[str(uid)] for (uid,) in rows]
+
+    caches: list[str] = []
+    try:
+        with netns.hosts(2, [kafka_port, settings.postgres_port]) as hosts:
+            urls = []
+            for host in hosts:
+                caches.append(f"{env['CACHE_NAME']}-{host.name}")
+                host.start(
+                    [sys.executable, "-m", "service", "run"],
+                    {
+                        **env,
+                        "HTTP_HOST": host.address,
+                        "HTTP_WORKERS": "1",
+                        "CACHE_NAME": caches[-1],
+                        "METRICS_DIR": str(tmp_path / host.name),
+                    },
+                )
+                urls.append(f"http://{host.address}:{settings.http_port}")
+            for url in urls:
+                wait_until_ready(url)
+            killed, survivor = hosts
+            with streaming(brokers, env["KAFKA_TOPIC"], orders, seconds=30):
+                wait_for(lambda: shared_by(brokers, group, 2), what="partitions split by hosts")
+                wait_for(lambda: stored_count(db, uids) > 2_000, what="both hosts storing")
+                for url in urls:
+                    answers(url, stored_sample(100))
+                killed.kill()
+                wait_for(
+                    lambda: shared_by(brokers, group, 1),
+                    seconds=SESSION_TIMEOUT_S + 30,
+                    what="the survivor holding all six partitions",
+                )
+            wait_for(lambda: stored_count(db, uids) == len(orders), what="every order stored")
+            assert_exactly_once(db, orders)
+            answers(urls[1], random.Random(1).sample(orders, 300))
+            assert survivor.pids(), "the survivor is still running"
+    finally:
+        for name in caches:
+            remove_files(name)

@@ -1,6 +1,6 @@
 """Starting and stopping the processes together: the consumer, granian's workers, the demo
-producer. The parent owns the shared cache: it creates (or replaces a stale) region, warms it,
-starts the children, and removes the region after they have stopped."""
+producer. The parent owns the shared cache: it creates (or replaces a stale) region, starts the
+children, warms the region, and removes it after they have stopped."""
 
 import logging
 import os
@@ -105,10 +105,12 @@ def run(settings: Settings, parts: Parts) -> int:
     signal.signal(signal.SIGINT, request_stop)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        warm_cache(settings, cache)
+        # The children start first, so granian's start overlaps the warm-up; /readyz answers
+        # 503 until the warm-up marks the cache ready, and a miss meanwhile reads PostgreSQL.
         env = dict(os.environ, METRICS_DIR=str(metrics.METRICS_DIR))
         for name, command in _children(settings, parts).items():
             processes[name] = subprocess.Popen(command, env=env)
+        warm_cache(settings, cache)
         if parts.api:
             url = f"http://{settings.http_host}:{settings.http_port}"
             print(

@@ -114,6 +114,15 @@ def measure_consumer(settings: Settings, env: dict[str, str], total: int) -> dic
     }
 
 
+def csv_value(value: object) -> object:
+    """A value as `psql \\copy … (FORMAT csv)` reads it: ISO timestamps, bytea in hex."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return "\\x" + value.hex()
+    return value
+
+
 def measure_ceiling(settings: Settings, orders: list[Order], workdir: Path) -> float:
     """`psql \\copy` of the same rows, one file per table, in one transaction."""
     tables = rows_by_table(orders)
@@ -123,7 +132,7 @@ def measure_ceiling(settings: Settings, orders: list[Order], workdir: Path) -> f
         with path.open("w", newline="") as handle:
             # Quoted, so an empty string stays an empty string rather than NULL.
             csv.writer(handle, quoting=csv.QUOTE_ALL).writerows(
-                [v.isoformat() if isinstance(v, datetime) else v for v in row] for row in rows
+                [csv_value(v) for v in row] for row in rows
             )
         commands += [
             "-c",

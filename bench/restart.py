@@ -1,0 +1,204 @@
+"""Restart benchmark: the warm-up of a service that restarts with 1,000,000 orders stored, and
+the memory its API workers hold once those orders are cached.
+
+    python -m bench.restart [--orders N | --quick]
+
+Warm-up: from starting `python -m service serve` to `/readyz` answering 200 (bar: ≤ 10 s),
+plus the warm-up's own time from the service log. Memory: after a random-read load through
+4 workers, the proportional set size (PSS) of every process of the service summed, against
+the bytes of cached data: one copy of the data counts 1.0, four private copies would count
+4.0. RSS, which counts a shared page once in every process that touched it, is shown beside.
+"""
+
+import argparse
+import os
+import random
+import re
+import subprocess
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.common import fresh_database, log, result, save_result
+from bench.http import run_wrk
+from bench.processes import HOST, SERVICE, free_port, stop, wait_ready
+from service.config import Settings
+from service.produce import random_order
+from service.store.db import connect
+from service.store.writer import OrderWriter
+
+WORKERS = 4
+WRITE_BATCH = 10_000
+READY_BAR_S = 10.0
+COPIES_BAR = 1.5
+LOAD_SECONDS = 10
+
+
+def store_random_orders(settings: Settings, count: int) -> None:
+    """Write `count` random orders in batches, without holding them all in memory."""
+    rng = random.Random(11)
+    writer = OrderWriter(connect(settings))
+    try:
+        for start in range(0, count, WRITE_BATCH):
+            writer.write([random_order(rng) for _ in range(min(WRITE_BATCH, count - start))])
+            if (start // WRITE_BATCH) % 10 == 9:
+                log(f"  stored {start + WRITE_BATCH:,} of {count:,}")
+    finally:
+        writer.close()
+
+
+def stored_uids(settings: Settings, path: Path) -> None:
+    with connect(settings) as conn, path.open("w") as out:
+        for (uid,) in conn.execute("SELECT order_uid FROM orders"):
+            out.write(f"{uid}\n")
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it, from the parent links in /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        queue.extend(children.get(current, []))
+    return found
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """Rss, Pss and private (USS) of one process, in KiB, from smaps_rollup."""
+    text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    value = {k: int(v) for k, v in re.findall(r"^(\w+):\s+(\d+) kB", text, re.MULTILINE)}
+    return {
+        "rss": value["Rss"],
+        "pss": value["Pss"],
+        "uss": value["Private_Clean"] + value["Private_Dirty"],
+    }
+
+
+def cache_bytes(metrics_text: str) -> int:
+    match = re.search(r"^cache_bytes ([0-9]+)$", metrics_text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError("cache_bytes missing from /metrics")
+    return int(match.group(1))
+
+
+def restart_and_measure(env: dict[str, str], uids_file: Path, log_file: Path) -> dict[str, Any]:
+    """Start the service, time it to ready, load it, and read every process's memory."""
+    url = f"http://{HOST}:{env['HTTP_PORT']}"
+    with log_file.open("wb") as service_log:
+        started_at = time.perf_counter()
+        process = subprocess.Popen(
+            [*SERVICE, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=service_log
+        )
+        try:
+            wait_ready(f"{url}/readyz", process, timeout_s=600)
+            ready_s = time.perf_counter() - started_at
+            log(f"ready after {ready_s:.2f} s; reading through {WORKERS} workers")
+            load = run_wrk(url, uids_file, LOAD_SECONDS)
+            pids = descendants(process.pid)
+            memory = {pid: memory_kib(pid) for pid in pids}
+            with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+                data = cache_bytes(response.read().decode())
+        finally:
+            stop(process)
+    warm = re.search(rb"warm-up loaded (\d+) orders in ([0-9.]+) s", log_file.read_bytes())
+    if warm is None:
+        raise RuntimeError(f"no warm-up line in {log_file}")
+    return {
+        "ready_s": ready_s,
+        "warmup_orders": int(warm.group(1)),
+        "warmup_s": float(warm.group(2)),
+        "load_requests": load.requests,
+        "load_errors": load.non_2xx + load.socket_errors,
+        "processes": len(pids),
+        "memory_kib": memory,
+        "data_bytes": data,
+    }
+
+
+def figures(measured: dict[str, Any]) -> dict[str, Any]:
+    memory = measured["memory_kib"].values()
+    pss = sum(m["pss"] for m in memory) * 1024
+    uss = sum(m["uss"] for m in memory) * 1024
+    rss = sum(m["rss"] for m in memory) * 1024
+    data = measured["data_bytes"]
+    copies = (pss - uss) / data
+    mib = 2**20
+    return {
+        "warmup_ready": {
+            "value": round(measured["ready_s"], 2),
+            "unit": "s",
+            "bar": f"<= {READY_BAR_S:g} s",
+            "met": measured["ready_s"] <= READY_BAR_S,
+        },
+        "warmup_load": {"value": round(measured["warmup_s"], 2), "unit": "s"},
+        "warmup_orders": {"value": measured["warmup_orders"], "unit": "orders"},
+        "cache_data": {"value": round(data / mib), "unit": "MiB"},
+        "memory_pss_sum": {"value": round(pss / mib), "unit": "MiB"},
+        "memory_rss_sum": {"value": round(rss / mib), "unit": "MiB"},
+        "memory_private_sum": {"value": round(uss / mib), "unit": "MiB"},
+        "memory_data_copies": {
+            "value": round(copies, 2),
+            "unit": "copies",
+            "bar": f"one copy (< {COPIES_BAR:g}), not {WORKERS}",
+            "met": copies < COPIES_BAR,
+        },
+        "load_errors": {"value": measured["load_errors"], "unit": "responses"},
+    }
+
+
+def measure(quick: bool, orders: int | None = None) -> dict[str, Any]:
+    count = orders or (50_000 if quick else 1_000_000)
+    run = uuid.uuid4().hex[:8]
+    with tempfile.TemporaryDirectory(prefix="bench-restart-") as workdir:
+        base = {
+            "CACHE_NAME": f"bench-restart-{run}",
+            "CACHE_SIZE": str(count),
+            "METRICS_DIR": str(Path(workdir) / "metrics"),
+            "KAFKA_TOPIC": "bench-restart",
+            "HTTP_HOST": HOST,
+            "HTTP_PORT": str(free_port()),
+            "HTTP_WORKERS": str(WORKERS),
+            "LOG_LEVEL": "INFO",
+        }
+        settings = fresh_database({**os.environ, **base}, "orders_bench_restart")
+        env = {**os.environ, **base, "POSTGRES_DB": settings.postgres_db}
+        log(f"storing {count:,} orders in {settings.postgres_db}")
+        store_random_orders(settings, count)
+        uids_file = Path(workdir) / "uids.txt"
+        stored_uids(settings, uids_file)
+        log("restarting the service against them")
+        measured = restart_and_measure(env, uids_file, Path(workdir) / "service.log")
+    log(
+        f"ready in {measured['ready_s']:.2f} s (warm-up {measured['warmup_s']:.2f} s "
+        f"for {measured['warmup_orders']:,} orders)"
+    )
+    return result(
+        "restart",
+        {"orders": count, "workers": WORKERS, "load": f"wrk -t1 -c64 -d{LOAD_SECONDS}s random"},
+        figures(measured),
+    ) | {"processes": measured["memory_kib"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="50,000 orders")
+    parser.add_argument("--orders", type=int, default=None, help="default 1,000,000")
+    args = parser.parse_args()
+    outcome = measure(args.quick, args.orders)
+    save_result("restart", outcome)
+    for name, figure in outcome["figures"].items():
+        print(f"{name}: {figure['value']} {figure['unit']}")
+
+
+if __name__ == "__main__":
+    main()

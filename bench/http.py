@@ -31,6 +31,7 @@ from bench.processes import (
     exit_on_sigterm,
     free_port,
     http_get,
+    metrics,
     started,
     wait_ready,
 )
@@ -149,9 +150,8 @@ def bare_rsgi(
 
 def cache_counts(base_url: str) -> tuple[float, float]:
     """(cache_hits_total, cache_misses_total) summed over the workers, from /metrics."""
-    text = http_get(f"{base_url}/metrics").decode()
-    values = dict(re.findall(r"^(cache_(?:hits|misses)_total) (\S+)$", text, re.MULTILINE))
-    return float(values.get("cache_hits_total", 0)), float(values.get("cache_misses_total", 0))
+    values = metrics(base_url)
+    return values.get("cache_hits_total", 0.0), values.get("cache_misses_total", 0.0)
 
 
 def run_wrk(base_url: str, uids_file: Path, seconds: int, connections: int = CONNECTIONS) -> WrkRun:

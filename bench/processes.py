@@ -2,6 +2,7 @@
 of its block (SIGTERM, then SIGKILL to its group if it hangs), and readiness polled over HTTP."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -55,6 +56,12 @@ def started(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Pope
 def http_get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=5) as response:
         return bytes(response.read())
+
+
+def metrics(base_url: str) -> dict[str, float]:
+    """The service's unlabelled Prometheus samples (summed over its processes) by name."""
+    text = http_get(f"{base_url}/metrics").decode()
+    return {name: float(value) for name, value in re.findall(r"^(\w+) (\S+)$", text, re.M)}
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:

@@ -139,7 +139,7 @@ def measure_ceiling(settings: Settings, orders: list[Order], workdir: Path) -> f
             f"\\copy {table} ({', '.join(TABLES[table])}) FROM '{path}' WITH (FORMAT csv)",
         ]
     with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
-        conn.execute("TRUNCATE orders, deliveries, payments, items")
+        conn.execute(f"TRUNCATE {', '.join(TABLES)}")
         conn.execute("VACUUM ANALYZE")
     env = {**os.environ, "PGPASSWORD": settings.postgres_password}
     started = time.perf_counter()

@@ -1,8 +1,10 @@
 """Results as Markdown: one table row per figure (ours, ceiling, ratio, bar, met) and a line
 naming the machine. Used by every benchmark's `main()` and by `python -m bench` for latest.md."""
 
+from textwrap import shorten
 from typing import Any
 
+ERROR_CHARS = 300  # the whole message and traceback are in the JSON
 HEADER = [
     "| figure | ours | ceiling | ratio | bar | met |",
     "| --- | --- | --- | --- | --- | --- |",
@@ -49,7 +51,7 @@ def run_report(run: dict[str, Any]) -> str:
     """latest.md: when and how the run went, the machine, then the table."""
     results = [b["result"] for b in run["benchmarks"].values() if b["status"] == "ok"]
     problems = [
-        f"- **{name} {b['status']}**: {b['error']}"
+        f"- **{name} {b['status']}**: {shorten(b['error'], ERROR_CHARS)}"
         for name, b in run["benchmarks"].items()
         if b["status"] != "ok"
     ]

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
@@ -12,13 +13,18 @@ AnyRequest = Request[Any, Any, Any]
 PROBLEM_JSON = "application/problem+json"
 
 
+def _document(status: int, title: str, detail: str) -> dict[str, object]:
+    return {"type": "about:blank", "title": title, "status": status, "detail": detail}
+
+
+def problem_body(status: int, title: str, detail: str) -> bytes:
+    """The encoded problem document, for answers built outside Litestar's responses."""
+    return msgspec.json.encode(_document(status, title, detail))
+
+
 def problem(status: int, title: str, detail: str) -> Response[dict[str, object]]:
     metrics.HTTP_REQUESTS.labels(str(status)).inc()
-    return Response(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail},
-        status_code=status,
-        media_type=PROBLEM_JSON,
-    )
+    return Response(_document(status, title, detail), status_code=status, media_type=PROBLEM_JSON)
 
 
 def service_error_handler(_: AnyRequest, exc: Exception) -> Response[object]:

@@ -10,7 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from bench import http, ingest, report
 from bench.common import RESULTS, fresh_database, log, result, save_result
@@ -102,6 +104,12 @@ def measure(quick: bool) -> dict[str, Any]:
     return outcome
 
 
+def _log_x(axes: Axes, ticks: list[int], labels: list[str]) -> None:
+    """A log x axis labelled only at the measured points."""
+    axes.set(xscale="log", xticks=ticks, xticklabels=labels)
+    axes.xaxis.set_minor_locator(NullLocator())
+
+
 def _save(figure: Figure, name: str) -> None:
     PLOTS.mkdir(parents=True, exist_ok=True)
     path = PLOTS / name
@@ -129,10 +137,13 @@ def plot(outcome: dict[str, Any]) -> None:
         latency.plot(conns, series[name]["p99_ms"], style, label=label)
     latency.axhline(5, color="grey", linestyle=":", label="hit bar 5 ms")
     latency.axhline(25, color="black", linestyle=":", label="miss bar 25 ms")
-    throughput.set(ylabel="requests/s", title=f"GET /order/{{uid}}, 2 workers{mode}")
+    throughput.set(
+        ylabel="requests/s", ylim=(0, None), title=f"GET /order/{{uid}}, 2 workers{mode}"
+    )
     latency.set(ylabel="p99 latency, ms", yscale="log", title="p99 latency (wrk --latency)")
     for axes in (throughput, latency):
-        axes.set(xscale="log", xlabel="wrk connections", xticks=conns, xticklabels=conns)
+        _log_x(axes, conns, [str(c) for c in conns])
+        axes.set(xlabel="wrk connections")
         axes.grid(alpha=0.3)
         axes.legend(fontsize="small")
     _save(figure, "http-connections.svg")
@@ -143,10 +154,8 @@ def plot(outcome: dict[str, Any]) -> None:
     axes.plot(sizes, data["orders_per_s"], "o-", label="consumer (ours)")
     axes.axhline(data["ceiling_orders_per_s"], linestyle="--", label="psql \\copy ceiling")
     axes.axhline(ingest.BAR_ORDERS_PER_S, color="black", linestyle=":", label="bar 15,000/s")
+    _log_x(axes, sizes, [f"{s:,}" for s in sizes])
     axes.set(
-        xscale="log",
-        xticks=sizes,
-        xticklabels=[f"{s:,}" for s in sizes],
         xlabel="INGEST_BATCH_SIZE",
         ylabel="orders/s",
         ylim=(0, None),

@@ -28,7 +28,7 @@ from service.config import Settings
 from service.ingest.kafka import ensure_topics, producer_config
 from service.model import Order, encode_order
 from service.produce import random_order
-from service.store.rows import TABLES, rows_by_table
+from service.store.rows import BINARY_TYPES, TABLES, Row, rows_by_table
 
 BATCH_SIZE = 5000
 BAR_ORDERS_PER_S = 15_000
@@ -63,7 +63,9 @@ def count_orders(conn: psycopg.Connection[tuple[object, ...]]) -> int:
     return int(str(row[0])) if row else 0
 
 
-def preloaded(count: int, batch_size: int = BATCH_SIZE) -> Preloaded:
+def preloaded(
+    count: int, batch_size: int = BATCH_SIZE, database: str = "orders_bench"
+) -> Preloaded:
     """`count` random orders in a new topic, and a fresh database for the consumer."""
     run = uuid.uuid4().hex[:8]
     base = {
@@ -74,7 +76,7 @@ def preloaded(count: int, batch_size: int = BATCH_SIZE) -> Preloaded:
         "INGEST_BATCH_SIZE": str(batch_size),
         "LOG_LEVEL": "WARNING",
     }
-    settings = fresh_database(base, "orders_bench")
+    settings = fresh_database(base, database)
     rng = random.Random(7)
     orders = [random_order(rng) for _ in range(count)]
     items = sum(len(o.items) for o in orders)
@@ -115,29 +117,46 @@ def measure_consumer(settings: Settings, env: dict[str, str], total: int) -> dic
 
 
 def csv_value(value: object) -> object:
-    """A value as `psql \\copy … (FORMAT csv)` reads it: ISO timestamps, bytea in hex."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return "\\x" + value.hex()
-    return value
+    """A value as `psql \\copy … (FORMAT csv)` reads it."""
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def copy_command(table: str, path: Path, file_format: str) -> list[str]:
+    columns = ", ".join(TABLES[table])
+    return ["-c", f"\\copy {table} ({columns}) FROM '{path}' WITH (FORMAT {file_format})"]
+
+
+def write_csv(path: Path, rows: list[Row]) -> None:
+    with path.open("w", newline="") as handle:
+        # Quoted, so an empty string stays an empty string rather than NULL.
+        csv.writer(handle, quoting=csv.QUOTE_ALL).writerows(
+            [csv_value(v) for v in row] for row in rows
+        )
+
+
+def export_binary(conn: psycopg.Connection[Any], table: str, path: Path) -> None:
+    """The table's rows as stored by the consumer's run, in PostgreSQL's binary COPY format."""
+    statement = f"COPY {table} ({', '.join(TABLES[table])}) TO STDOUT (FORMAT BINARY)"
+    with path.open("wb") as out, conn.cursor() as cur, cur.copy(statement) as copy:
+        for block in copy:
+            out.write(block)
 
 
 def measure_ceiling(settings: Settings, orders: list[Order], workdir: Path) -> float:
-    """`psql \\copy` of the same rows, one file per table, in one transaction."""
-    tables = rows_by_table(orders)
+    """`psql \\copy` of the same rows, one file per table, in one transaction: CSV, except
+    the tables the writer sends in binary format (the bodies), exported from the consumer's
+    run in that format."""
     commands = []
-    for table, rows in tables.items():
-        path = workdir / f"{table}.csv"
-        with path.open("w", newline="") as handle:
-            # Quoted, so an empty string stays an empty string rather than NULL.
-            csv.writer(handle, quoting=csv.QUOTE_ALL).writerows(
-                [csv_value(v) for v in row] for row in rows
-            )
-        commands += [
-            "-c",
-            f"\\copy {table} ({', '.join(TABLES[table])}) FROM '{path}' WITH (FORMAT csv)",
-        ]
+    with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
+        for table, rows in rows_by_table(orders).items():
+            if table in BINARY_TYPES:
+                path = workdir / f"{table}.bin"
+                export_binary(conn, table, path)
+                commands += copy_command(table, path, "binary")
+            else:
+                path = workdir / f"{table}.csv"
+                write_csv(path, rows)
+                commands += copy_command(table, path, "csv")
     with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {', '.join(TABLES)}")
         conn.execute("VACUUM ANALYZE")

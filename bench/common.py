@@ -63,7 +63,8 @@ def _first_match(path: str, pattern: str) -> str:
 def machine() -> dict[str, Any]:
     """Facts that decide what the figures mean: hardware, OS and the versions under test."""
     with psycopg.connect(_admin_conninfo(dict(os.environ))) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
+        version = conn.execute("SHOW server_version").fetchone()
+        shared_buffers = conn.execute("SHOW shared_buffers").fetchone()
     return {
         "cores": os.cpu_count(),
         "memory_gib": round(
@@ -72,7 +73,8 @@ def machine() -> dict[str, Any]:
         "cpu": _first_match("/proc/cpuinfo", r"^model name\s*:(.*)$"),
         "os": _first_match("/etc/os-release", r'^PRETTY_NAME="?([^"\n]*)'),
         "python": platform.python_version(),
-        "postgresql": str(row[0]).split()[0] if row else "unknown",
+        "postgresql": str(version[0]).split()[0] if version else "unknown",
+        "postgresql_shared_buffers": str(shared_buffers[0]) if shared_buffers else "unknown",
         # The broker the infra scripts run; its version is pinned in the Maven project.
         "kafka": _first_match(str(REPO / "infra/kafka/pom.xml"), r"<kafka.version>(.*)</"),
         "librdkafka": confluent_kafka.libversion()[0],

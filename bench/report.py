@@ -42,7 +42,8 @@ def table(results: list[dict[str, Any]]) -> str:
 def machine_line(facts: dict[str, Any]) -> str:
     return (
         f"{facts['cores']} cores, {facts['memory_gib']} GiB, {facts['cpu']}, {facts['os']}; "
-        f"Python {facts['python']}, PostgreSQL {facts['postgresql']}, Kafka {facts['kafka']} "
+        f"Python {facts['python']}, PostgreSQL {facts['postgresql']} "
+        f"(shared_buffers {facts['postgresql_shared_buffers']}), Kafka {facts['kafka']} "
         f"(librdkafka {facts['librdkafka']}), granian {facts['granian']}"
     )
 

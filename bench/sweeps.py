@@ -10,12 +10,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import matplotlib as mpl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from bench import http, ingest, report
-from bench.common import RESULTS, fresh_database, log, result, save_result
+from bench.common import REPO, RESULTS, fresh_database, log, result, save_result
 from bench.processes import exit_on_sigterm
 
 CONNECTIONS = (16, 64, 256)
@@ -113,16 +114,14 @@ def _log_x(axes: Axes, ticks: list[int], labels: list[str]) -> None:
 def _save(figure: Figure, name: str) -> None:
     PLOTS.mkdir(parents=True, exist_ok=True)
     path = PLOTS / name
-    # Text as text and no date or random ids, so a re-run changes the file only if data moved.
-    figure.savefig(path, metadata={"Date": None})
-    log(f"wrote {path.relative_to(RESULTS.parent.parent)}")
+    # Text as text, no date, fixed ids: a re-run changes the file only where the data moved.
+    with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": "bench"}):
+        figure.savefig(path, metadata={"Date": None})
+    log(f"wrote {path.relative_to(REPO)}")
 
 
 def plot(outcome: dict[str, Any]) -> None:
     """bench/results/plots/http-connections.svg and ingest-batch-size.svg from a sweeps result."""
-    import matplotlib as mpl  # noqa: PLC0415 (rc settings only matter here)
-
-    mpl.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "bench"})
     series = outcome["series"]
     mode = " (quick mode)" if outcome["parameters"]["quick"] else ""
     conns = series["connections"]

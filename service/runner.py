@@ -19,6 +19,18 @@ from service.warmup import warm_cache
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 30.0
+# Shorter than STOP_GRACE_S: granian kills a worker that does not stop before the runner gives
+# up on granian itself; killing granian first would orphan its workers, which keep serving on
+# the port (SO_REUSEPORT) beside whatever starts next.
+WORKERS_KILL_TIMEOUT_S = 20
+# Slow or idle clients: a connection that has not sent a whole request head within this time
+# is closed (granian's default is 30 s). HTTP/1 only, because with HTTP/2 auto-detection a
+# connection that sends nothing waits for its first bytes with no timeout at all.
+HEADER_READ_TIMEOUT_MS = 5_000
+# Connections one worker holds at once (granian takes a permit per connection, for its whole
+# life); beyond it new ones wait in the listen backlog. Above the default (backlog / workers)
+# so a flood of idle connections is shed by the timeout before it can crowd out real clients.
+BACKPRESSURE_PER_WORKER = 1_024
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +55,16 @@ def _granian_command(settings: Settings) -> list[str]:
         settings.http_host,
         "--port",
         str(settings.http_port),
+        "--backpressure",
+        str(BACKPRESSURE_PER_WORKER),
+        "--http1-header-read-timeout",
+        str(HEADER_READ_TIMEOUT_MS),
         "--respawn-failed-workers",
         "--workers-kill-timeout",
-        str(int(STOP_GRACE_S)),
+        str(WORKERS_KILL_TIMEOUT_S),
         "--no-ws",
+        "--http",
+        "1",
         "--log-level",
         settings.log_level.lower(),
         "service.api.app:app",

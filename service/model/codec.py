@@ -47,6 +47,9 @@ def decode_order(raw: bytes) -> Order | Rejection:
         return Rejection("invalid_order", str(exc))
     except msgspec.DecodeError as exc:
         return Rejection("malformed_json", str(exc))
+    except UnicodeDecodeError as exc:
+        # msgspec raises this, not DecodeError, for invalid UTF-8 inside a JSON string.
+        return Rejection("malformed_json", f"invalid UTF-8: {exc}")
     if _has_escaped_nul(raw):
         return Rejection("nul_character", "a string contains the NUL character \\u0000")
     return order

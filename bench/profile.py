@@ -1,5 +1,5 @@
 """py-spy flamegraphs (SVG) of the consumer under ingest load and of the API workers under hit
-and under miss load, on the benchmarks' own set-ups (bench/ingest.py, bench/http.py).
+and under miss load, on the benchmarks' own set-ups (bench/preload.py, bench/http.py).
 
 py-spy attaches to the running process with --subprocesses (the API's granian workers are
 children of `python -m service serve`) once the load has started, and stops when it ends:
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench import http, ingest
+from bench import http, preload
 from bench.common import REPO, log
 from bench.processes import exit_on_sigterm
 
@@ -51,14 +51,14 @@ def recording(pid: int, out: Path) -> Iterator[None]:
 
 
 def consumer(out: Path, quick: bool) -> None:
-    data = ingest.preloaded(50_000 if quick else 200_000)
+    data = preload.preloaded(50_000 if quick else 200_000)
     with (
         psycopg.connect(data.settings.postgres_conninfo, autocommit=True) as conn,
-        ingest.consumer(data.env) as process,
+        preload.consumer(data.env) as process,
     ):
-        ingest.wait_stored(conn, process, 1)
+        preload.wait_stored(conn, process, 1)
         with recording(process.pid, out / "consumer-ingest.svg"):
-            ingest.wait_stored(conn, process, len(data.orders))
+            preload.wait_stored(conn, process, len(data.orders))
 
 
 def api(out: Path, quick: bool, kind: str) -> None:

@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from bench import http, ingest, report
+from bench import http, ingest, preload, report
 from bench.common import REPO, RESULTS, fresh_database, log, result, save_result
 from bench.processes import exit_on_sigterm
 
@@ -46,7 +46,7 @@ def http_series(quick: bool) -> dict[str, Any]:
 
 def ingest_series(quick: bool) -> dict[str, Any]:
     """Orders/s by batch size from one preloaded topic (a new group and database each time)."""
-    data = ingest.preloaded(60_000 if quick else 200_000)
+    data = preload.preloaded(60_000 if quick else 200_000)
     total = len(data.orders)
     rates = []
     for size in BATCH_SIZES:

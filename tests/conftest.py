@@ -3,16 +3,20 @@ scripts), and for this test run its own database, topics, consumer group and cac
 so runs never see each other's data."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from service.config import Settings, load_settings
 
@@ -94,3 +98,85 @@ def api_url(settings: Settings, base_env: dict[str, str]) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(60)
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def service_env(base_env: dict[str, str], settings: Settings) -> dict[str, str]:
+    """Environment for a service instance of one test: its own topics, consumer group, HTTP
+    port, cache region and metrics directory (the database is the run's)."""
+    name = f"svc-{uuid.uuid4().hex[:10]}"
+    return {
+        **base_env,
+        "KAFKA_TOPIC": name,
+        "KAFKA_GROUP": name,
+        "KAFKA_DLQ_TOPIC": f"{name}.dlq",
+        "HTTP_PORT": str(free_port()),
+        "CACHE_NAME": name,
+        "METRICS_DIR": f"/tmp/order-service-{name}",
+    }
+
+
+def service_url(env: dict[str, str]) -> str:
+    return f"http://127.0.0.1:{env['HTTP_PORT']}"
+
+
+@contextmanager
+def service_process(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m service <args>`; stopped with SIGTERM (SIGKILL after 60 s) on leaving."""
+    process = subprocess.Popen([sys.executable, "-m", "service", *args], env=env, cwd=REPO)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _postgres_answers(settings: Settings) -> bool:
+    try:
+        with psycopg.connect(settings.postgres_conninfo, connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def _kafka_answers(settings: Settings) -> bool:
+    admin = AdminClient({"bootstrap.servers": settings.kafka_brokers})
+    try:
+        admin.list_topics(timeout=2)
+    except KafkaException:
+        return False
+    return True
+
+
+def wait_until_up(settings: Settings, seconds: float = 120.0) -> None:
+    """Block until PostgreSQL and Kafka both answer again."""
+    deadline = time.monotonic() + seconds
+    while not (_postgres_answers(settings) and _kafka_answers(settings)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"PostgreSQL or Kafka not back within {seconds:.0f} s")
+        time.sleep(0.5)
+
+
+@contextmanager
+def outage(settings: Settings, script: str, stop: str, start: str) -> Iterator[float]:
+    """Stop one piece of infrastructure (`infra/<script> <stop>`) for the block; yields the
+    moment it was down. Started again, and waited for, even when the block fails."""
+    infra(script, stop)
+    try:
+        yield time.monotonic()
+    finally:
+        infra(script, start)
+        wait_until_up(settings)

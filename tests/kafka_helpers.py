@@ -3,6 +3,7 @@ running the consumer as its own process, and waiting for rows."""
 
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,3 +92,66 @@ def scalar(conn: psycopg.Connection[tuple[object, ...]], sql: str, *params: obje
     row = conn.execute(sql, params).fetchone()
     assert row is not None
     return int(str(row[0]))
+
+
+def topic_size(brokers: str, topic: str) -> int:
+    """How many messages `topic` holds: the sum of its partitions' high watermarks (the test
+    topics are never compacted or trimmed, and nothing writes to them transactionally)."""
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"sizer-{uuid.uuid4().hex}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        )
+    finally:
+        consumer.close()
+
+
+class PacedProducer:
+    """Produces `values` (keyed by `keys`) spread evenly over `seconds` from a thread, so a
+    fault can be injected while messages keep arriving. Leaving the block waits until every
+    message is acknowledged (the producer rides out a broker outage) and raises any failure."""
+
+    def __init__(
+        self, brokers: str, topic: str, values: list[bytes], keys: list[str], seconds: float
+    ) -> None:
+        # log_level 3: errors only; the broker being away is expected, not worth a warning.
+        self._producer = Producer({"bootstrap.servers": brokers, "linger.ms": 5, "log_level": 3})
+        self._topic = topic
+        self._messages = list(zip(values, keys, strict=True))
+        self._seconds = seconds
+        self._failures: list[str] = []
+        self._error: BaseException | None = None
+        self.sent = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "PacedProducer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._thread.join(self._seconds + 180)
+        assert not self._thread.is_alive(), "producer did not finish"
+        if self._error is not None:
+            raise self._error
+        assert not self._failures, self._failures[:3]
+
+    def _delivered(self, error: KafkaError | None, _: Message) -> None:
+        if error is not None:
+            self._failures.append(str(error))
+
+    def _run(self) -> None:
+        try:
+            ticks = max(1, int(self._seconds * 10))
+            step = -(-len(self._messages) // ticks)
+            started = time.monotonic()
+            for tick, start in enumerate(range(0, len(self._messages), step)):
+                for value, key in self._messages[start : start + step]:
+                    self._producer.produce(self._topic, value, key, on_delivery=self._delivered)
+                    self.sent += 1
+                self._producer.poll(0)
+                time.sleep(max(0.0, started + (tick + 1) * 0.1 - time.monotonic()))
+            assert self._producer.flush(170) == 0, "messages not acknowledged"
+        except BaseException as exc:  # handed to the test thread in __exit__
+            self._error = exc

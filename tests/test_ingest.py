@@ -5,8 +5,7 @@ import uuid
 import psycopg
 import pytest
 
-from service.config import Settings, load_settings
-from service.ingest.kafka import ensure_topics
+from service.config import Settings
 from service.model import encode_order
 from tests.kafka_helpers import (
     consumer_process,
@@ -118,26 +117,6 @@ def test_each_invalid_message_is_dead_lettered_with_its_reason_and_the_next_vali
         assert meta["error.message"], name
         assert meta["original.topic"] == env["KAFKA_TOPIC"]
         assert int(meta["original.offset"]) >= 0
-
-
-@pytest.mark.slow
-def test_a_consumer_killed_mid_stream_and_restarted_stores_every_order_exactly_once(
-    env: dict[str, str], settings: Settings, db: Conn
-) -> None:
-    orders = random_orders(20_000, seed=12)
-    uids = [o.order_uid for o in orders]
-    ensure_topics(load_settings(env))
-    produce(settings.kafka_brokers, env["KAFKA_TOPIC"], [encode_order(o) for o in orders], uids)
-    with consumer_process({**env, "INGEST_BATCH_SIZE": "500"}) as first:
-        wait_for(lambda: stored_count(db, uids) > 2_000, what="ingest under way")
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-    assert stored_count(db, uids) < len(orders), "killed too late to prove anything"
-    with consumer_process(env):
-        wait_for(lambda: stored_count(db, uids) == len(orders), what="every order stored")
-    assert scalar(db, "SELECT count(*) FROM items WHERE order_uid = ANY(%s)", uids) == sum(
-        len(o.items) for o in orders
-    )
 
 
 def test_sigterm_finishes_the_batch_commits_and_exits_zero(

@@ -11,6 +11,7 @@ sweeps (bench/sweeps.py) and draws bench/results/plots/.
 import argparse
 import importlib
 import json
+import subprocess
 import sys
 import time
 import traceback
@@ -46,6 +47,18 @@ def run_module(name: str, quick: bool) -> dict[str, Any]:
     return {"status": "ok", "seconds": seconds, "result": outcome}
 
 
+def commit() -> str:
+    """The checkout measured: its commit, `-dirty` if it has uncommitted changes."""
+    described = subprocess.run(
+        ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,  # a copy without .git is still measured; it says "unknown"
+    )
+    return described.stdout.strip() or "unknown"
+
+
 def write(run: dict[str, Any]) -> str:
     """The run as <timestamp>.json and latest.json, its report as latest.md; return the report."""
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -69,6 +82,7 @@ def main() -> int:
     run: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
+        "commit": commit(),
         "machine": machine(),
         "benchmarks": {},
     }

@@ -60,7 +60,7 @@ def run_report(run: dict[str, Any]) -> str:
     lines = [
         "# Benchmark results",
         "",
-        f"{mode}, {run['when']}, {run['seconds']:.0f} s.",
+        f"{mode} of commit {run['commit']}, {run['when']}, {run['seconds']:.0f} s.",
         "",
         f"Machine: {machine_line(run['machine'])}.",
         "",

@@ -20,6 +20,7 @@ from typing import Any
 import confluent_kafka
 import granian
 import psycopg
+from psycopg import sql
 
 from service.config import Settings, load_settings
 
@@ -35,12 +36,39 @@ def _admin_conninfo(base: dict[str, str]) -> str:
     return load_settings({**base, "POSTGRES_DB": "postgres"}).postgres_conninfo
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def fresh_database(base: dict[str, str], name: str) -> Settings:
-    """Drop and recreate database `name`, migrate it, and return settings pointing at it."""
+    """A new, migrated database `<name>_<pid>` for this process; return settings pointing at it.
+
+    Named by process so that benchmarks run at the same time against one server (by several
+    people on a shared machine) never drop each other's data. The databases of `name` left by
+    processes that have exited, and this process's own, are dropped first, so at most one set
+    per running benchmark process stays behind.
+    """
+    database = f"{name}_{os.getpid()}"
     with psycopg.connect(_admin_conninfo(base), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    env = {**base, "POSTGRES_DB": name}
+        names = conn.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (f"{name}_",)
+        ).fetchall()
+        for (existing,) in names:
+            pid = str(existing).removeprefix(f"{name}_")
+            if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(str(existing))
+                    )
+                )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    env = {**base, "POSTGRES_DB": database}
     subprocess.run(
         [sys.executable, "-m", "service", "migrate", "up"],
         env=env,

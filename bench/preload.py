@@ -24,6 +24,7 @@ from service.model import Order, encode_order
 from service.produce import random_order
 
 BATCH_SIZE = 5000
+DATABASE = "orders_bench"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +55,7 @@ def count_orders(conn: psycopg.Connection[tuple[object, ...]]) -> int:
     return int(str(row[0])) if row else 0
 
 
-def preloaded(
-    count: int, batch_size: int = BATCH_SIZE, database: str = "orders_bench"
-) -> Preloaded:
+def preloaded(count: int, batch_size: int = BATCH_SIZE, database: str = DATABASE) -> Preloaded:
     """`count` random orders in a new topic, and a fresh database for the consumer."""
     run = uuid.uuid4().hex[:8]
     base = {

@@ -55,7 +55,7 @@ def ingest_series(quick: bool) -> dict[str, Any]:
             "INGEST_BATCH_SIZE": str(size),
             "KAFKA_GROUP": f"{data.settings.kafka_group}-{size}",
         }
-        settings = fresh_database(env, data.settings.postgres_db)
+        settings = fresh_database(env, preload.DATABASE)
         rates.append(round(ingest.measure_consumer(settings, env, total)["orders_per_s"]))
         log(f"batch size {size:,}: {rates[-1]:,} orders/s")
     with tempfile.TemporaryDirectory() as workdir:

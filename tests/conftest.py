@@ -65,8 +65,25 @@ def settings(infrastructure: None, base_env: dict[str, str]) -> Iterator[Setting
         [sys.executable, "-m", "service", "migrate", "up"], env=base_env, check=True, cwd=REPO
     )
     yield settings
+    drop_database(admin, settings.postgres_db)
+
+
+def drop_database(admin: str, name: str, tries: int = 20) -> None:
+    """DROP DATABASE … WITH (FORCE), retried for a while: it fails while an autovacuum worker
+    (a superuser process, which our role may not terminate) is on the database."""
+    for _ in range(tries - 1):
+        try:
+            _drop(admin, name)
+        except psycopg.errors.InsufficientPrivilege:
+            time.sleep(0.5)
+        else:
+            return
+    _drop(admin, name)
+
+
+def _drop(admin: str, name: str) -> None:
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{settings.postgres_db}" WITH (FORCE)')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -20,7 +20,14 @@ def produce(
     brokers: str, topic: str, values: list[bytes], keys: list[str | None] | None = None
 ) -> None:
     producer = Producer(
-        {"bootstrap.servers": brokers, "linger.ms": 5, "message.max.bytes": 4_000_000}
+        {
+            "bootstrap.servers": brokers,
+            "linger.ms": 5,
+            "message.max.bytes": 4_000_000,
+            # Keeps each partition in the order produced: without it a retried request can
+            # land after later ones (seen under load), and tests rely on that order.
+            "enable.idempotence": True,
+        }
     )
     failures: list[str] = []
 

@@ -34,12 +34,15 @@ def run_module(name: str, quick: bool) -> dict[str, Any]:
     try:
         outcome = importlib.import_module(f"bench.{name}").measure(quick)
     except Exception as exc:  # recorded and reported; the run goes on, then exits 1
-        log(f"{name} FAILED: {type(exc).__name__}: {exc}")
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        place = f"{where.filename.removeprefix(f'{REPO}/')}:{where.lineno}"
+        error = f"{type(exc).__name__}: {exc} (at {place})"
+        log(f"{name} FAILED: {error}")
         traceback.print_exc()
         return {
             "status": "failed",
             "seconds": round(time.perf_counter() - started, 1),
-            "error": f"{type(exc).__name__}: {exc}",
+            "error": error,
             "traceback": traceback.format_exc(),
         }
     seconds = round(time.perf_counter() - started, 1)

@@ -28,6 +28,7 @@ from bench.common import REPO, log, result, save_result
 from bench.preload import consumer, count_orders, preloaded
 from bench.processes import exit_on_sigterm
 from service.config import Settings
+from service.store.rows import TABLES
 
 CONSUMERS = (1, 2, 3)
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -112,7 +113,7 @@ def run_consumers(
         psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn,
         ExitStack() as stack,
     ):
-        conn.execute("TRUNCATE orders, deliveries, payments, items")
+        conn.execute(f"TRUNCATE {', '.join(TABLES)}")
         processes = [stack.enter_context(consumer(run_env)) for _ in range(count)]
         while not group_is_stable(admin, group, count):
             check_alive(processes)

@@ -18,21 +18,11 @@ import psycopg
 
 from bench import report
 from bench.common import log, result, save_result
-from bench.preload import BATCH_SIZE, consumer, count_orders, preloaded, wait_stored
+from bench.preload import BATCH_SIZE, consumer, preloaded, wait_stored
 from bench.processes import exit_on_sigterm
 from service.config import Settings
 from service.model import Order
 from service.store.rows import BINARY_TYPES, TABLES, Row, rows_by_table
-
-# What other benchmarks use from here; the set-up pieces live in bench/preload.py.
-__all__ = [
-    "consumer",
-    "count_orders",
-    "measure",
-    "measure_ceiling",
-    "measure_consumer",
-    "preloaded",
-]
 
 BAR_ORDERS_PER_S = 15_000
 BAR_RATIO = 0.4

@@ -46,6 +46,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _drop(conn: psycopg.Connection[Any], name: str, tries: int = 20) -> None:
+    """DROP DATABASE … WITH (FORCE), retried for a while: it fails while an autovacuum worker
+    (a superuser process, which our role may not terminate) is on the database."""
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    for _ in range(tries - 1):
+        try:
+            conn.execute(drop)
+        except psycopg.errors.InsufficientPrivilege:
+            time.sleep(0.5)
+        else:
+            return
+    conn.execute(drop)
+
+
 def fresh_database(base: dict[str, str], name: str) -> Settings:
     """A new, migrated database `<name>_<pid>` for this process; return settings pointing at it.
 
@@ -62,11 +76,7 @@ def fresh_database(base: dict[str, str], name: str) -> Settings:
         for (existing,) in names:
             pid = str(existing).removeprefix(f"{name}_")
             if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                        sql.Identifier(str(existing))
-                    )
-                )
+                _drop(conn, str(existing))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     env = {**base, "POSTGRES_DB": database}
     subprocess.run(

@@ -1,5 +1,7 @@
 """Liveness, readiness and Prometheus metrics."""
 
+from typing import Any
+
 from litestar import Response, get
 
 from service import metrics
@@ -15,7 +17,7 @@ def healthz() -> dict[str, str]:
 
 
 @get("/readyz", summary="Warm-up is done and PostgreSQL answers")
-async def readyz(request: AnyRequest) -> Response[dict[str, object]]:
+async def readyz(request: AnyRequest) -> Response[Any]:
     state: AppState = request.app.state.orders
     if not state.cache.stats().ready:
         return problem(503, "Service Unavailable", "the cache is still warming up")

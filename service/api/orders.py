@@ -7,28 +7,50 @@ in front of Litestar; this route defines the behaviour and the OpenAPI entry.
 from typing import Annotated
 
 from litestar import Response, get
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from service import metrics
-from service.api.lookup import find_order, valid_order_uid
-from service.api.problems import AnyRequest, problem
+from service.api.lookup import find_order
+from service.api.problems import PROBLEM_JSON, AnyRequest, Problem
 from service.api.state import AppState
-from service.model.order import ORDER_UID_MAX
+from service.model import Order
+from service.model.order import ORDER_UID_MAX, ORDER_UID_PATTERN
 from service.store.reader import OrderSummary, fetch_recent
 
 _OK = metrics.HTTP_REQUESTS.labels("200")
 
 
-@get("/order/{order_uid:str}", summary="One order, every field")
-async def get_order(order_uid: str, request: AnyRequest) -> Response[bytes]:
-    """200 with the order as it was received; 400 for a malformed id; 404 if unknown;
-    503 if the order is not cached and PostgreSQL is unreachable."""
-    if not valid_order_uid(order_uid):
-        return problem(  # type: ignore[return-value]
-            400,
-            "Bad Request",
-            f"order_uid must be 1-{ORDER_UID_MAX} characters of A-Z, a-z, 0-9, '_' or '-'",
-        )
+def _problem(description: str) -> ResponseSpec:
+    return ResponseSpec(
+        Problem, description=description, media_type=PROBLEM_JSON, generate_examples=False
+    )
+
+
+@get(
+    "/order/{order_uid:str}",
+    summary="One order, every field",
+    responses={
+        200: ResponseSpec(Order, description="The order as received", generate_examples=False),
+        400: _problem("order_uid malformed"),
+        404: _problem("No order with this order_uid"),
+        503: _problem("Not cached, and PostgreSQL unreachable"),
+    },
+)
+async def get_order(
+    order_uid: Annotated[
+        str,
+        Parameter(
+            description="The order's id: letters, digits, '_' or '-'",
+            pattern=ORDER_UID_PATTERN,
+            max_length=ORDER_UID_MAX,
+        ),
+    ],
+    request: AnyRequest,
+) -> Response[bytes]:
+    """200 with the order as it was received; 400 for a malformed id (checked by Litestar
+    against the parameter's pattern); 404 if unknown; 503 if the order is not cached and
+    PostgreSQL is unreachable."""
     answer = await find_order(request.app.state.orders, order_uid)
     return Response(answer.body, status_code=answer.status, media_type=answer.media_type)
 

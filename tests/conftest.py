@@ -42,7 +42,9 @@ def base_env() -> dict[str, str]:
         "CACHE_NAME": f"orders-test-{RUN_ID}",
         "CACHE_SIZE": "10000",
         "INGEST_BATCH_WAIT_MS": "50",
-        "HTTP_PORT": os.environ.get("TEST_HTTP_PORT", "18082"),
+        # A free port, not a fixed one: granian shares a port (SO_REUSEPORT) with a server
+        # left over from another run, which would then answer some of our requests.
+        "HTTP_PORT": os.environ.get("TEST_HTTP_PORT") or str(free_port()),
         "LOG_LEVEL": "INFO",
     }
 

@@ -24,7 +24,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from service.cache.region import remove_files
 from service.config import Settings, load_settings
 from service.ingest.consumer import OrderConsumer
-from service.ingest.kafka import ensure_topics
+from service.ingest.kafka import SESSION_TIMEOUT_MS, ensure_topics
 from service.model import Order, encode_order
 from tests import netns
 from tests.conftest import wait_until_ready
@@ -35,8 +35,8 @@ pytestmark = pytest.mark.integration
 
 Conn = psycopg.Connection[tuple[object, ...]]
 PARTITIONS = 6
-# librdkafka's default session.timeout.ms: how long a killed member keeps its partitions.
-SESSION_TIMEOUT_S = 45
+# The consumer's session.timeout.ms: how long a killed member keeps its partitions.
+SESSION_TIMEOUT_S = SESSION_TIMEOUT_MS / 1000
 
 
 @pytest.fixture

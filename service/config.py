@@ -123,7 +123,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_partitions=env.integer("KAFKA_PARTITIONS", 6, 1, 1000),
         kafka_replication=env.integer("KAFKA_REPLICATION", 1, 1, 7),
         ingest_batch_size=env.integer("INGEST_BATCH_SIZE", 5000, 1, 100_000),
-        ingest_batch_wait_ms=env.integer("INGEST_BATCH_WAIT_MS", 100, 1, 60_000),
+        ingest_batch_wait_ms=env.integer("INGEST_BATCH_WAIT_MS", 50, 1, 60_000),
         cache_size=cache_size,
         cache_bytes=env.integer(
             "CACHE_BYTES", max(1 << 20, cache_size * BYTES_PER_CACHED_ORDER), 1 << 20, 1 << 40

@@ -54,12 +54,16 @@ lint:
     .venv/bin/mypy service
 
 # Every benchmark, each with its ceiling in the same run (minutes); --quick, --plots (sweeps).
-bench *args="": infra-up
+bench *args="": infra-up bench-deps
     {{python}} -m bench {{args}}
 
 # py-spy flamegraphs of the consumer and the API workers under load into profiles/ (--only hit).
-profile *args="": infra-up
+profile *args="": infra-up bench-deps
     {{python}} -m bench.profile {{args}}
+
+# System packages the benchmarks use beyond PostgreSQL and Kafka (wrk).
+bench-deps:
+    bash infra/bench-deps.sh
 
 # System packages the tests use beyond PostgreSQL and Kafka (Chromium for the page).
 test-deps:

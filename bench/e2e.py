@@ -28,12 +28,11 @@ from typing import Any
 import httpx
 from confluent_kafka import Producer
 
-from bench import report
-from bench.common import fresh_database, log, result, save_result
+from bench import cli
+from bench.common import fresh_database, log, result
 from bench.processes import (
     HOST,
     SERVICE,
-    exit_on_sigterm,
     free_port,
     metrics,
     started,
@@ -229,11 +228,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="15 s instead of 60 s")
     parser.add_argument("--rate", type=float, default=RATE, help="orders per second")
     parser.add_argument("--seconds", type=float, default=None)
-    args = parser.parse_args()
-    exit_on_sigterm()
-    outcome = measure(args.quick, rate=args.rate, seconds=args.seconds)
-    save_result("e2e", outcome)
-    print(report.table([outcome]))
+    cli.run("e2e", parser, lambda a: measure(a.quick, rate=a.rate, seconds=a.seconds))
 
 
 if __name__ == "__main__":

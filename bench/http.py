@@ -23,12 +23,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import report
-from bench.common import fresh_database, log, result, save_result
+from bench import cli
+from bench.common import fresh_database, log, result
 from bench.processes import (
     HOST,
     SERVICE,
-    exit_on_sigterm,
     free_port,
     http_get,
     metrics,
@@ -315,11 +314,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="5,000 orders, 3 s wrk runs")
     parser.add_argument("--orders", type=int, default=None, help="default 20,000 (quick 5,000)")
-    args = parser.parse_args()
-    exit_on_sigterm()
-    outcome = measure(args.quick, orders=args.orders)
-    save_result("http", outcome)
-    print(report.table([outcome]))
+    cli.run("http", parser, lambda a: measure(a.quick, orders=a.orders))
 
 
 if __name__ == "__main__":

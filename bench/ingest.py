@@ -16,10 +16,9 @@ from typing import Any
 
 import psycopg
 
-from bench import report
-from bench.common import log, result, save_result
+from bench import cli
+from bench.common import log, result
 from bench.preload import BATCH_SIZE, consumer, preloaded, wait_stored
-from bench.processes import exit_on_sigterm
 from service.config import Settings
 from service.model import Order
 from service.store.rows import BINARY_TYPES, TABLES, Row, rows_by_table
@@ -155,11 +154,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="20,000 orders, for development")
     parser.add_argument("--orders", type=int, default=None, help="default 200,000")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
-    args = parser.parse_args()
-    exit_on_sigterm()
-    outcome = measure(args.quick, orders=args.orders, batch_size=args.batch_size)
-    save_result("ingest", outcome)
-    print(report.table([outcome]))
+    cli.run(
+        "ingest",
+        parser,
+        lambda a: measure(a.quick, orders=a.orders, batch_size=a.batch_size),
+    )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.common import fresh_database, log, result, save_result
+from bench import cli
+from bench.common import fresh_database, log, result
 from bench.http import run_wrk
 from bench.processes import HOST, SERVICE, free_port, stop, wait_ready
 from service.config import Settings
@@ -205,11 +206,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="50,000 orders")
     parser.add_argument("--orders", type=int, default=None, help="default 1,000,000")
-    args = parser.parse_args()
-    outcome = measure(args.quick, args.orders)
-    save_result("restart", outcome)
-    for name, figure in outcome["figures"].items():
-        print(f"{name}: {figure['value']} {figure['unit']}")
+    cli.run("restart", parser, lambda a: measure(a.quick, a.orders))
 
 
 if __name__ == "__main__":

@@ -23,10 +23,9 @@ from typing import Any
 import psycopg
 from confluent_kafka.admin import AdminClient
 
-from bench import report
-from bench.common import REPO, log, result, save_result
+from bench import cli
+from bench.common import REPO, log, result
 from bench.preload import consumer, count_orders, preloaded
-from bench.processes import exit_on_sigterm
 from service.config import Settings
 from service.store.rows import TABLES
 
@@ -190,11 +189,7 @@ def measure(quick: bool) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="60,000 orders, for development")
-    args = parser.parse_args()
-    exit_on_sigterm()
-    outcome = measure(args.quick)
-    save_result("scaling", outcome)
-    print(report.table([outcome]))
+    cli.run("scaling", parser, lambda a: measure(a.quick))
 
 
 if __name__ == "__main__":

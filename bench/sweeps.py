@@ -15,9 +15,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from bench import http, ingest, preload, report
-from bench.common import REPO, RESULTS, fresh_database, log, result, save_result
-from bench.processes import exit_on_sigterm
+from bench import cli, http, ingest, preload
+from bench.common import REPO, RESULTS, fresh_database, log, result
 
 CONNECTIONS = (16, 64, 256)
 BATCH_SIZES = (500, 1000, 5000, 20000)
@@ -165,15 +164,16 @@ def plot(outcome: dict[str, Any]) -> None:
     _save(figure, "ingest-batch-size.svg")
 
 
+def measured_and_plotted(quick: bool) -> dict[str, Any]:
+    outcome = measure(quick)
+    plot(outcome)
+    return outcome
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer orders, 2 s wrk runs")
-    args = parser.parse_args()
-    exit_on_sigterm()
-    outcome = measure(args.quick)
-    save_result("sweeps", outcome)
-    plot(outcome)
-    print(report.table([outcome]))
+    cli.run("sweeps", parser, lambda a: measured_and_plotted(a.quick))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """What each worker opens at start and closes at exit, kept on `app.state.orders`."""
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     # Not waiting: a worker must start and serve cache hits even while PostgreSQL is down.
     await pool.open(wait=False)
     app.state.orders = AppState(settings, cache, pool)
+    # Everything allocated so far (Litestar, the app, the modules) lives as long as the worker:
+    # frozen, the collector's full passes stop re-scanning it. Those passes were the misses'
+    # tail: p99 29-31 ms frozen against 37-57 ms not, in alternating runs of bench.http.
+    gc.freeze()
     try:
         yield
     finally:

@@ -11,7 +11,7 @@ default:
 
 # Everything, locally: PostgreSQL, Kafka, migrations, consumer, API workers and demo producer.
 up: infra-up migrate-up
-    {{python}} -m service run --demo-rate ${DEMO_RATE:-20}
+    exec {{python}} -m service run --demo-rate ${DEMO_RATE:-20}
 
 # Start PostgreSQL and Kafka (idempotent).
 infra-up:

@@ -51,7 +51,7 @@ test-fast *args="": test-deps
 lint:
     .venv/bin/ruff check service tests bench
     .venv/bin/ruff format --check service tests bench
-    .venv/bin/mypy service
+    .venv/bin/mypy service bench
 
 # Every benchmark, each with its ceiling in the same run (minutes); --quick, --plots (sweeps).
 bench *args="": infra-up bench-deps

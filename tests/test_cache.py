@@ -1,6 +1,7 @@
 """Unit tests of the shared-memory cache in one process, and a model-based test of its
 contents under any sequence of puts, overwrites and gets."""
 
+import fcntl
 import mmap
 import os
 import uuid
@@ -15,6 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from service.cache import SharedCache
 from service.cache.layout import HEADER_SIZE, SEQ_W, Offsets, record_size, slot_count_for
+from service.cache.region import region_path
 from service.errors import CacheError
 
 SHM = Path("/dev/shm")
@@ -101,6 +103,21 @@ def test_put_many_stores_all_items_and_counts_them(cache: SharedCache) -> None:
     assert cache.put_many(iter(items)) == 10
     assert all(cache.get(key) == value for key, value in items)
     assert cache.put_many([]) == 0
+
+
+def test_try_put_stores_nothing_while_another_writer_holds_the_lock(
+    cache: SharedCache, name: str
+) -> None:
+    other_writer = os.open(region_path(name), os.O_RDWR)
+    try:
+        fcntl.flock(other_writer, fcntl.LOCK_EX)
+        assert cache.try_put("busy", b"{}") is False
+        assert cache.get("busy") is None
+        fcntl.flock(other_writer, fcntl.LOCK_UN)
+        assert cache.try_put("busy", b"{}") is True
+        assert cache.get("busy") == b"{}"
+    finally:
+        os.close(other_writer)
 
 
 def test_put_many_counts_only_the_values_that_fit(cache: SharedCache) -> None:

@@ -1,6 +1,7 @@
 """One order by id as a ready HTTP answer: the shared cache first, then PostgreSQL, filling the
-cache on the way back. The fast path and the Litestar route both answer through here, so a
-request gets the same status, body and metrics whichever of them served it."""
+cache on the way back unless another writer holds it (`SharedCache.try_put`). The fast path
+and the Litestar route both answer through here, so a request gets the same status, body and
+metrics whichever of them served it."""
 
 import re
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ async def find_order(state: AppState, order_uid: str) -> Answer:
             return _problem(503, "Service Unavailable", str(exc))
         if body is None:
             return _problem(404, "Not Found", f"no order with order_uid {order_uid!r}")
-        state.cache.put(order_uid, body)
+        state.cache.try_put(order_uid, body)
     else:
         _HITS.inc()
     _REQUESTS.labels("200").inc()

@@ -222,17 +222,31 @@ class SharedCache:
         """Insert or overwrite; False (and any old value dropped) if `value` can never fit."""
         return self.put_many(((key, value),)) == 1
 
+    def try_put(self, key: str, value: bytes) -> bool:
+        """`put`, unless another writer holds the lock at this moment: then nothing is stored
+        and the answer is False. For the request path, where blocking would stall a worker's
+        whole event loop behind the consumer's batch (thousands of puts under one lock); the
+        order is simply filled by a later miss."""
+        return self._store([(_key_bytes(key), value)], blocking=False) == 1
+
     def put_many(self, items: Iterable[tuple[str, bytes]]) -> int:
         """Store all items under one lock acquisition; return how many were stored."""
         # Keys are checked and a lazy iterable drained before locking, so a bad key changes
         # nothing and a slow producer never holds the writers' lock.
-        batch = [(_key_bytes(key), value) for key, value in items]
+        return self._store([(_key_bytes(key), value) for key, value in items], blocking=True)
+
+    def _store(self, batch: list[tuple[bytes, bytes]], blocking: bool) -> int:
         if not batch:
             return 0
         stored = 0
         fd = self._lock_fd()
-        with self._thread_lock:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        if not self._thread_lock.acquire(blocking=blocking):
+            return 0
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0
             try:
                 if self._hdr[SEQ_W] & 1:
                     # Only a writer killed between its two seq increments leaves seq odd.
@@ -242,6 +256,8 @@ class SharedCache:
                     stored += self._put_locked(key, value)
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
         return stored
 
     def mark_ready(self) -> None:

@@ -35,6 +35,7 @@ class Settings:
     postgres_password: str
     postgres_db: str
     postgres_pool_size: int
+    miss_queries: int
     kafka_brokers: str
     kafka_topic: str
     kafka_dlq_topic: str
@@ -115,7 +116,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         postgres_user=env.text("POSTGRES_USER", "orders"),
         postgres_password=env.raw("POSTGRES_PASSWORD", "orders"),
         postgres_db=env.text("POSTGRES_DB", "orders"),
-        postgres_pool_size=env.integer("POSTGRES_POOL_SIZE", 8, 1, 100),
+        postgres_pool_size=env.integer("POSTGRES_POOL_SIZE", 4, 1, 100),
+        miss_queries=env.integer("MISS_QUERIES", 2, 1, 100),
         kafka_brokers=env.text("KAFKA_BROKERS", "localhost:9092"),
         kafka_topic=topic,
         kafka_dlq_topic=env.text("KAFKA_DLQ_TOPIC", f"{topic}.dlq", _NAME),

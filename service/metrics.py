@@ -40,6 +40,9 @@ CONSUMER_LAG = Gauge(
 HTTP_REQUESTS = Counter("http_requests", "HTTP responses by status code", ["status"])
 CACHE_HITS = Counter("cache_hits", "Order lookups answered from the shared cache")
 CACHE_MISSES = Counter("cache_misses", "Order lookups that went to PostgreSQL")
+DOCUMENT_READS = Counter(
+    "document_reads", "PostgreSQL queries answering cache misses; concurrent misses share one"
+)
 
 
 def reset_metrics_dir() -> None:

@@ -1,7 +1,8 @@
-"""One order by id as a ready HTTP answer: the shared cache first, then PostgreSQL, filling the
-cache on the way back unless another writer holds it (`SharedCache.try_put`). The fast path
-and the Litestar route both answer through here, so a request gets the same status, body and
-metrics whichever of them served it."""
+"""One order by id as a ready HTTP answer: the shared cache first, then PostgreSQL through the
+worker's `DocumentLoader` (which reads concurrent misses together), filling the cache on the
+way back unless another writer holds it (`SharedCache.try_put`). The fast path and the
+Litestar route both answer through here, so a request gets the same status, body and metrics
+whichever of them served it."""
 
 import re
 from dataclasses import dataclass
@@ -11,7 +12,6 @@ from service.api.problems import PROBLEM_JSON, problem_body
 from service.api.state import AppState
 from service.errors import StoreUnavailable
 from service.model.order import ORDER_UID_MAX, ORDER_UID_PATTERN
-from service.store.reader import fetch_document
 
 JSON = "application/json"
 
@@ -47,7 +47,7 @@ async def find_order(state: AppState, order_uid: str) -> Answer:
     if body is None:
         _MISSES.inc()
         try:
-            body = await fetch_document(state.pool, order_uid)
+            body = await state.documents.load(order_uid)
         except StoreUnavailable as exc:
             return _problem(503, "Service Unavailable", str(exc))
         if body is None:

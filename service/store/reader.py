@@ -1,4 +1,4 @@
-"""Orders read back from PostgreSQL: one order's response body, the newest bodies for the
+"""Orders read back from PostgreSQL: response bodies by id, the newest bodies for the
 warm-up, and the recent-orders summary for the web page.
 
 Bodies come from `order_documents`, written by the writer with the encoder the cache uses, so
@@ -18,7 +18,7 @@ from service.store.db import Connection, Pool, translated_errors
 
 POOL_TIMEOUT_S = 2.0
 
-DOCUMENT_BY_UID = "SELECT body FROM order_documents WHERE order_uid = %s"
+DOCUMENTS_BY_UID = "SELECT order_uid, body FROM order_documents WHERE order_uid = ANY(%s)"
 
 # The newest `limit` orders' bodies in storage order, which is arrival order: if the cache
 # must evict while warming up (a byte budget too small for them all) the earliest go first.
@@ -73,10 +73,10 @@ async def _query(pool: Pool, query: str, params: tuple[object, ...]) -> list[tup
         return await _run(pool, query, params)
 
 
-async def fetch_document(pool: Pool, order_uid: str) -> bytes | None:
-    """The stored response body, or None; StoreUnavailable if the database cannot be reached."""
-    rows = await _query(pool, DOCUMENT_BY_UID, (order_uid,))
-    return rows[0][0] if rows else None
+async def fetch_documents(pool: Pool, order_uids: list[str]) -> dict[str, bytes]:
+    """The stored response bodies of those of `order_uids` that exist, in one query;
+    StoreUnavailable if the database cannot be reached."""
+    return dict(await _query(pool, DOCUMENTS_BY_UID, (order_uids,)))
 
 
 async def fetch_recent(pool: Pool, limit: int) -> list[OrderSummary]:

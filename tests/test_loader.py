@@ -1,0 +1,108 @@
+"""DocumentLoader against the real PostgreSQL: concurrent misses share queries, every caller
+gets its own order's body, and failures and cancellations reach exactly the callers they
+concern. The spy on `fetch_documents` only records each query's ids; the query still runs."""
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from service.config import Settings
+from service.errors import StoreUnavailable
+from service.model import encode_order
+from service.store import loader
+from service.store.db import Pool, async_pool, connect
+from service.store.loader import DocumentLoader
+from service.store.reader import fetch_documents
+from service.store.writer import OrderWriter
+from tests.conftest import free_port
+from tests.orders import random_orders
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stored_bodies(settings: Settings) -> dict[str, bytes]:
+    orders = random_orders(40, seed=71)
+    writer = OrderWriter(connect(settings))
+    writer.write(orders)
+    writer.close()
+    return {order.order_uid: encode_order(order) for order in orders}
+
+
+@pytest.fixture
+def queries(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The ids of each query the loader sends, in order."""
+    sent: list[list[str]] = []
+
+    async def recording(pool: Pool, order_uids: list[str]) -> dict[str, bytes]:
+        sent.append(order_uids)
+        return await fetch_documents(pool, order_uids)
+
+    monkeypatch.setattr(loader, "fetch_documents", recording)
+    return sent
+
+
+async def load_all(settings: Settings, uids: list[str], max_reads: int) -> list[bytes | None]:
+    async with async_pool(settings) as pool:
+        documents = DocumentLoader(pool, max_reads)
+        return await asyncio.gather(*(documents.load(uid) for uid in uids))
+
+
+def test_misses_waiting_for_a_query_leave_together_and_once_per_id(
+    settings: Settings, stored_bodies: dict[str, bytes], queries: list[list[str]]
+) -> None:
+    known = list(stored_bodies)
+    uids = [*known, "no-such-order", *known[:5]]
+    answers = asyncio.run(load_all(settings, uids, max_reads=1))
+    assert answers == [stored_bodies.get(uid) for uid in uids]
+    # The first miss goes out alone at once; the rest wait for it and share the next query,
+    # and the repeated ids, the first one included while it is being read, join the queries
+    # already asking for them.
+    assert queries == [known[:1], [*known[1:], "no-such-order"]]
+
+
+def test_each_query_slot_takes_a_miss_at_once_when_idle(
+    settings: Settings, stored_bodies: dict[str, bytes], queries: list[list[str]]
+) -> None:
+    uids = list(stored_bodies)[:3]
+    answers = asyncio.run(load_all(settings, uids, max_reads=3))
+    assert answers == [stored_bodies[uid] for uid in uids]
+    assert queries == [[uid] for uid in uids]
+
+
+def test_a_cancelled_caller_leaves_the_others_their_answers(
+    settings: Settings, stored_bodies: dict[str, bytes]
+) -> None:
+    uid = next(iter(stored_bodies))
+
+    async def scenario() -> list[bytes | None]:
+        async with async_pool(settings) as pool:
+            documents = DocumentLoader(pool, max_reads=1)
+            callers = [asyncio.create_task(documents.load(uid)) for _ in range(3)]
+            await asyncio.sleep(0)
+            callers[0].cancel()
+            done = await asyncio.gather(*callers[1:])
+            assert callers[0].cancelled()
+            return done
+
+    assert asyncio.run(scenario()) == [stored_bodies[uid]] * 2
+
+
+def test_an_unreachable_database_fails_every_waiting_caller_and_the_next_ones_retry(
+    settings: Settings, stored_bodies: dict[str, bytes]
+) -> None:
+    nowhere = dataclasses.replace(settings, postgres_port=free_port())
+    uid = next(iter(stored_bodies))
+
+    async def scenario() -> list[BaseException | bytes | None]:
+        async with async_pool(nowhere) as pool:
+            documents = DocumentLoader(pool, max_reads=1)
+            return await asyncio.gather(
+                *(documents.load(uid) for _ in range(3)),
+                documents.load("another-order"),
+                return_exceptions=True,
+            )
+
+    answers = asyncio.run(scenario())
+    assert all(isinstance(answer, StoreUnavailable) for answer in answers), answers

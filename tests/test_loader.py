@@ -89,8 +89,8 @@ def test_a_cancelled_caller_leaves_the_others_their_answers(
     assert asyncio.run(scenario()) == [stored_bodies[uid]] * 2
 
 
-def test_an_unreachable_database_fails_every_waiting_caller_and_the_next_ones_retry(
-    settings: Settings, stored_bodies: dict[str, bytes]
+def test_an_unreachable_database_fails_the_query_and_every_miss_waiting_behind_it(
+    settings: Settings, stored_bodies: dict[str, bytes], queries: list[list[str]]
 ) -> None:
     nowhere = dataclasses.replace(settings, postgres_port=free_port())
     uid = next(iter(stored_bodies))
@@ -106,3 +106,5 @@ def test_an_unreachable_database_fails_every_waiting_caller_and_the_next_ones_re
 
     answers = asyncio.run(scenario())
     assert all(isinstance(answer, StoreUnavailable) for answer in answers), answers
+    # One query failed; the miss that waited for a slot got its 503 without a query of its own.
+    assert queries == [[uid]]

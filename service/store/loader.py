@@ -70,6 +70,11 @@ class DocumentLoader:
             bodies = await fetch_documents(self._pool, order_uids)
         except Exception as exc:  # whatever it is, every caller waiting on this query gets it
             failure, bodies = exc, {}
+            # and so do the misses waiting for a free slot: their query would go to the same
+            # unreachable server and wait out the same pool timeout before its 503.
+            order_uids = [*order_uids, *self._waiting]
+            self._reading.update(self._waiting)
+            self._waiting = {}
         for order_uid in order_uids:
             for answer in self._reading.pop(order_uid):
                 if answer.done():  # the caller was cancelled

@@ -7,14 +7,11 @@ and Kafka (bound to, and advertising, loopback) are thus reachable from every ho
 and nothing leaves the machine. `hosts()` removes everything it made, even on failure.
 """
 
-import json
 import os
 import random
-import select
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,8 +19,8 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 
 from tests.kafka_helpers import REPO
+from tests.tcp_forward import FORWARDER, ready_addresses
 
-FORWARDER = [sys.executable, "-m", "tests.tcp_forward"]
 STOP_GRACE_S = 30.0
 
 
@@ -52,17 +49,6 @@ def _unused_prefix() -> str:
         if f"{prefix}." not in taken:
             return prefix
     raise RuntimeError("no unused 10.x.y.0/24 found for the test's veth addresses")
-
-
-def _ready_line(process: "subprocess.Popen[str]", seconds: float = 15.0) -> list[str]:
-    """The bound addresses a forwarder prints once it listens."""
-    assert process.stdout is not None
-    readable, _, _ = select.select([process.stdout], [], [], seconds)
-    line = process.stdout.readline() if readable else ""
-    if not line:
-        raise RuntimeError(f"forwarder {process.args!r} did not start (exit {process.poll()})")
-    addresses: list[str] = json.loads(line)
-    return addresses
 
 
 @dataclass(frozen=True)
@@ -162,8 +148,8 @@ def hosts(count: int, ports: list[int]) -> Iterator[list[Host]]:
         stack.callback(forwarder.stdout.close)  # type: ignore[union-attr]
         stack.callback(forwarder.wait, STOP_GRACE_S)
         stack.callback(forwarder.kill)
-        bound = iter(_ready_line(forwarder))
+        bound = iter(ready_addresses(forwarder))
         for host in made:
             inside = [f"127.0.0.1:{port}={next(bound)}" for port in ports]
-            _ready_line(host.start([*FORWARDER, *inside], dict(os.environ), subprocess.PIPE))
+            ready_addresses(host.start([*FORWARDER, *inside], dict(os.environ), subprocess.PIPE))
         yield made

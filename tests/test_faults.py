@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from service.model import Order, encode_order
 from tests.conftest import outage, service_process, service_url, wait_until_ready
 from tests.http_load import HttpLoad, statuses
 from tests.kafka_helpers import (
+    REPO,
     PacedProducer,
     consumer_process,
     produce,
@@ -32,6 +34,7 @@ from tests.kafka_helpers import (
 )
 from tests.orders import random_orders, reference_dict
 from tests.stored import stored_body
+from tests.tcp_forward import FORWARDER, ready_addresses
 from tests.test_api import store
 from tests.test_ingest import stored_count
 
@@ -260,6 +263,55 @@ def test_postgresql_down_for_ten_seconds_during_ingest_loses_nothing(
         requests=hit_load.count() + miss_load.count(),
         unanswered=0,
     )
+
+
+@pytest.mark.slow
+def test_postgresql_that_stops_answering_fails_misses_with_503_and_hits_go_on(
+    service_env: dict[str, str], settings: Settings
+) -> None:
+    """PostgreSQL reached through a forwarder that is then frozen: connections stay open and
+    nothing comes back, the case a stopped server or a refused connection does not cover."""
+    orders = random_orders(3, seed=74)
+    cached, missed, later = (order.order_uid for order in orders)
+    forwarder = subprocess.Popen(
+        [*FORWARDER, f"127.0.0.1:0=127.0.0.1:{settings.postgres_port}"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = ready_addresses(forwarder)[0].rpartition(":")[2]
+        env = {**service_env, "POSTGRES_PORT": port}
+        url = service_url(env)
+        with service_process(env, "serve") as service:
+            wait_until_ready(url)
+            store(settings, orders)  # after the warm-up: in the database, not in the cache
+            assert httpx.get(f"{url}/order/{cached}").status_code == 200
+            forwarder.send_signal(signal.SIGSTOP)
+            try:
+                began = time.monotonic()
+                misses = [httpx.get(f"{url}/order/{uid}", timeout=30) for uid in (missed, later)]
+                waited = time.monotonic() - began
+                hit = httpx.get(f"{url}/order/{cached}", timeout=30)
+                ready = httpx.get(f"{url}/readyz", timeout=30)
+            finally:
+                forwarder.send_signal(signal.SIGCONT)
+            assert [miss.status_code for miss in misses] == [503, 503]
+            assert "did not answer within" in misses[0].json()["detail"]
+            assert hit.status_code == 200
+            assert ready.status_code == 503
+            wait_for(
+                lambda: httpx.get(f"{url}/order/{missed}", timeout=30).status_code == 200,
+                60,
+                "misses answered again once PostgreSQL answers",
+            )
+            assert httpx.get(f"{url}/order/{later}").status_code == 200
+            assert service.poll() is None, "the service died"
+    finally:
+        forwarder.kill()
+        forwarder.wait()
+        forwarder.stdout.close()  # type: ignore[union-attr]
+    report("postgres_hangs", misses_503=2, seconds_for_both=round(waited, 1), hits_200=1)
 
 
 @pytest.mark.slow

@@ -56,6 +56,19 @@ def connect(settings: Settings) -> Connection:
         )
 
 
+# A read the caller gave up on (reader.READ_TIMEOUT_S) is left running, holding its pooled
+# connection: the server ends it after this, and TCP gives up on a peer that stopped
+# acknowledging (tcp_user_timeout) or answering keepalives, instead of the kernel's 15 minutes.
+READ_STATEMENT_TIMEOUT_MS = 5000
+_DEAD_PEER_DETECTION = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
+
+
 def async_pool(settings: Settings) -> Pool:
     """The API workers' pool; opened by the caller."""
     return AsyncConnectionPool(
@@ -66,8 +79,9 @@ def async_pool(settings: Settings) -> Pool:
         # handled where a read fails (reader._query), not by a check on every checkout.
         kwargs={
             "connect_timeout": CONNECT_TIMEOUT_S,
-            "options": _SESSION_OPTIONS,
+            "options": f"{_SESSION_OPTIONS} -c statement_timeout={READ_STATEMENT_TIMEOUT_MS}",
             "autocommit": True,
+            **_DEAD_PEER_DETECTION,
         },
         open=False,
     )

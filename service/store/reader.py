@@ -5,6 +5,7 @@ Bodies come from `order_documents`, written by the writer with the encoder the c
 an order has the same bytes whether it reached the cache from Kafka or from the database.
 """
 
+import asyncio
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -14,9 +15,14 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import PoolTimeout
 
+from service.errors import StoreUnavailable
 from service.store.db import Connection, Pool, translated_errors
 
 POOL_TIMEOUT_S = 2.0
+# A read, the wait for a connection included, is answered or fails within this.
+READ_TIMEOUT_S = 3.0
+# Reads abandoned at their deadline, referenced until they finish.
+_abandoned: set[asyncio.Future[list[tuple[Any, ...]]]] = set()
 
 DOCUMENTS_BY_UID = "SELECT order_uid, body FROM order_documents WHERE order_uid = ANY(%s)"
 
@@ -59,7 +65,9 @@ async def _run(pool: Pool, query: str, params: tuple[object, ...]) -> list[tuple
         return await cur.fetchall()
 
 
-async def _query(pool: Pool, query: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+async def _query_retrying(
+    pool: Pool, query: str, params: tuple[object, ...]
+) -> list[tuple[Any, ...]]:
     """Run one read. A connection broken by a PostgreSQL restart is noticed here rather than
     by a check on every checkout (a round trip each): the pool then re-checks its idle
     connections and the read is tried once more, so a restart costs no request a 503."""
@@ -71,6 +79,35 @@ async def _query(pool: Pool, query: str, params: tuple[object, ...]) -> list[tup
                 raise
             await pool.check()
         return await _run(pool, query, params)
+
+
+async def _query(pool: Pool, query: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+    """Run one read, answered or failed within READ_TIMEOUT_S. A server that accepts
+    connections but does not answer (stopped with SIGSTOP, swamped, behind a network that
+    drops rather than refuses) would otherwise hold the read, and every miss waiting for it,
+    for good. Past the deadline the caller gets StoreUnavailable and the read is left to
+    finish on its own, not cancelled: with a libpq older than 17 psycopg cancels a statement
+    with a blocking PQcancel, which stalls the whole event loop, hits included, for as long as
+    the server stays silent. The abandoned read keeps its connection until the server answers
+    or its statement_timeout ends it; the pool's other connections, then its own timeout,
+    serve the reads meanwhile."""
+    read = asyncio.ensure_future(_query_retrying(pool, query, params))
+    done: set[asyncio.Future[list[tuple[Any, ...]]]] = set()
+    try:
+        done, _ = await asyncio.wait((read,), timeout=READ_TIMEOUT_S)
+    finally:
+        if not done:
+            _abandoned.add(read)
+            read.add_done_callback(_forget)
+    if not done:
+        raise StoreUnavailable(f"PostgreSQL did not answer within {READ_TIMEOUT_S:g} s")
+    return read.result()
+
+
+def _forget(read: asyncio.Future[list[tuple[Any, ...]]]) -> None:
+    _abandoned.discard(read)
+    if not read.cancelled():
+        read.exception()  # retrieved, so asyncio does not log it: the caller had its answer
 
 
 async def fetch_documents(pool: Pool, order_uids: list[str]) -> dict[str, bytes]:

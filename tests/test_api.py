@@ -12,7 +12,7 @@ from service.config import Settings
 from service.model import Order, encode_order
 from service.store.db import connect
 from service.store.writer import OrderWriter
-from tests.conftest import REPO, infra, wait_until_ready
+from tests.conftest import REPO, free_port, infra, wait_until_ready
 from tests.orders import as_order, random_orders, reference_dict
 
 pytestmark = pytest.mark.integration
@@ -129,14 +129,15 @@ def restarted_service(
     """A second service (own port and cache) started after orders were stored."""
     orders = random_orders(50, seed=41)
     store(settings, orders)
+    port = free_port()
     env = {
         **base_env,
-        "HTTP_PORT": "18093",
+        "HTTP_PORT": str(port),
         "CACHE_NAME": f"warm-{uuid.uuid4().hex[:8]}",
         "METRICS_DIR": f"/tmp/order-service-warm-{uuid.uuid4().hex[:8]}",
     }
     process = subprocess.Popen([sys.executable, "-m", "service", "serve"], env=env, cwd=REPO)
-    url = "http://127.0.0.1:18093"
+    url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url)
         yield url, orders

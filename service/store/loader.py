@@ -30,10 +30,9 @@ class DocumentLoader:
     def __init__(self, pool: Pool, max_reads: int) -> None:
         self._pool = pool
         self._max_reads = max_reads
-        self._reads = 0
         self._waiting: Waiters = {}
         self._reading: Waiters = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # the reads in flight
 
     async def load(self, order_uid: str) -> bytes | None:
         """The body of `order_uid`, or None if there is no such order; StoreUnavailable if the
@@ -48,19 +47,17 @@ class DocumentLoader:
         return await answer
 
     def _send(self) -> None:
-        if not self._waiting or self._reads >= self._max_reads:
+        if not self._waiting or len(self._tasks) >= self._max_reads:
             return
         order_uids = list(self._waiting)
         self._reading.update(self._waiting)
         self._waiting = {}
-        self._reads += 1
         task = asyncio.create_task(self._read(order_uids))
         self._tasks.add(task)
         task.add_done_callback(self._sent)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._reads -= 1
         self._send()
 
     async def _read(self, order_uids: list[str]) -> None:

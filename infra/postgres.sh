@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # PostgreSQL for local runs and tests: a private Debian cluster ("orderservice") on its own
 # port, so the machine's main cluster is never touched. Usage: postgres.sh up|down|start|stop
+# Two checkouts on one machine run side by side with their own POSTGRES_CLUSTER and POSTGRES_PORT
+# (the fault tests stop and start the cluster they were given, never the other one).
 source "$(dirname "$0")/lib.sh"
 
 PORT=${POSTGRES_PORT:-55432}
 USER_NAME=${POSTGRES_USER:-orders}
 PASSWORD=${POSTGRES_PASSWORD:-orders}
 DB_NAME=${POSTGRES_DB:-orders}
-CLUSTER=orderservice
+CLUSTER=${POSTGRES_CLUSTER:-orderservice}
 
 version() { ls /usr/lib/postgresql | sort -V | tail -n 1; }
 cluster_status() { pg_lsclusters --no-header | awk -v c="$CLUSTER" '$2 == c {print $4}'; }

@@ -70,6 +70,18 @@ def settings(infrastructure: None, base_env: dict[str, str]) -> Iterator[Setting
     drop_database(admin, settings.postgres_db)
 
 
+@pytest.fixture
+def empty_database(settings: Settings, base_env: dict[str, str]) -> Iterator[Settings]:
+    """Settings for a database of this test alone, created without the schema (dropped at the
+    end): for tests that migrate, or need no schema, without touching the run's database."""
+    name = f"{settings.postgres_db}_{uuid.uuid4().hex[:8]}"
+    admin = load_settings({**base_env, "POSTGRES_DB": "postgres"}).postgres_conninfo
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield load_settings({**base_env, "POSTGRES_DB": name})
+    drop_database(admin, name)
+
+
 def drop_database(admin: str, name: str, tries: int = 20) -> None:
     """DROP DATABASE … WITH (FORCE), retried for a while: it fails while an autovacuum worker
     (a superuser process, which our role may not terminate) is on the database."""

@@ -62,7 +62,8 @@ def translate(exc: psycopg.Error) -> StoreUnavailable | StoreMisconfigured | Sto
     sqlstate = exc.sqlstate or ""
     if sqlstate[:2] in _DATA_CLASSES:
         return StoreRejected(f"PostgreSQL rejected the data: {exc.diag.message_primary or exc}")
-    reason = " ".join(str(exc).split()) or type(exc).__name__
+    # The server's one-line message when there is one (str() adds the statement's text).
+    reason = exc.diag.message_primary or " ".join(str(exc).split()) or type(exc).__name__
     fix = _operator_fix(exc)
     if fix is not None:
         return StoreMisconfigured(f"PostgreSQL refused the service: {reason}. To fix: {fix}.")

@@ -79,10 +79,12 @@ def check_current(conn: Connection, directory: Path) -> None:
     is applied. Reads only: a service must not create tables as a side effect of a check."""
     latest = max((m.version for m in discover(directory)), default=0)
     with translated_errors():
-        row = conn.execute(
-            "SELECT CASE WHEN to_regclass('schema_migrations') IS NULL THEN 0"
-            " ELSE (SELECT coalesce(max(version), 0) FROM schema_migrations) END"
-        ).fetchone()
+        exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+        row = (
+            conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+            if exists is not None and exists[0]
+            else None
+        )
         conn.rollback()
     version = int(str(row[0])) if row is not None else 0
     if version < latest:

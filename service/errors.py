@@ -27,3 +27,7 @@ class CacheError(ServiceError):
 
 class BrokerUnavailable(ServiceError):
     """Kafka cannot be reached or refused an operation."""
+
+
+class ConsumerCrashLoop(ServiceError):
+    """The consumer process keeps dying soon after each restart; restarting it more is futile."""

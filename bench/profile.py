@@ -6,7 +6,7 @@ children of `python -m service serve`) once the load has started, and stops when
     consumer-ingest.svg  `python -m service consume` draining a preloaded topic
     api-hit.svg          the workers under wrk, every order cached
     api-miss.svg         the workers under wrk, a 1,000-order cache (nearly every GET a miss)
-    warmup.svg           `python -m service serve` from its start to /readyz, orders stored
+    warmup.svg           the runner of `python -m service serve` from its start to /readyz
 
     python -m bench.profile [--only consumer|hit|miss|warmup] [--out DIR] [--quick]
 """
@@ -77,7 +77,7 @@ def api(out: Path, quick: bool, kind: str) -> None:
 
 def warmup(out: Path, quick: bool) -> None:
     """py-spy starts the service itself, so the warm-up is recorded from its first line;
-    stopping the service once it is ready ends the recording."""
+    stopping the service once it is ready ends the recording. 200,000 orders (50,000 quick)."""
     count = 50_000 if quick else 200_000
     base = {
         **os.environ,
@@ -90,9 +90,10 @@ def warmup(out: Path, quick: bool) -> None:
     settings = fresh_database(base, "orders_bench_profile_warmup")
     restart.store_random_orders(settings, count)
     restart.settle(settings)
+    # The runner alone: granian's workers starting beside it are not the warm-up's work.
     command = [
-        *(str(PY_SPY), "record", "--subprocesses", "--rate", str(RATE_HZ), "--format"),
-        *("flamegraph", "--output", str(out / "warmup.svg"), "--", *SERVICE, "serve"),
+        *(str(PY_SPY), "record", "--rate", str(RATE_HZ), "--format", "flamegraph"),
+        *("--output", str(out / "warmup.svg"), "--", *SERVICE, "serve"),
     ]
     env = {**base, "POSTGRES_DB": settings.postgres_db}
     spy = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL)

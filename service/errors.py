@@ -40,3 +40,7 @@ class CacheKeyError(ServiceError):
 
 class BrokerUnavailable(ServiceError):
     """Kafka cannot be reached or refused an operation."""
+
+
+class ConsumerCrashLoop(ServiceError):
+    """The consumer process keeps dying soon after each restart; restarting it more is futile."""

@@ -14,7 +14,7 @@ from collections import deque
 
 from service import consumer_state
 from service.consumer_state import ConsumerState
-from service.errors import ConsumerCrashLoop
+from service.errors import OPERATOR_ERROR_EXIT, ConsumerCrashLoop, ConsumerStopped
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,12 @@ class ConsumerSupervisor:
 
     def _died(self, code: int, now: float) -> None:
         self._last_exit = code
+        if code == OPERATOR_ERROR_EXIT:
+            consumer_state.publish(ConsumerState("stopped", None, self._restarts, code))
+            raise ConsumerStopped(
+                "the consumer stopped on an error only an operator can fix (its log above says"
+                " what and how); stopping the service"
+            )
         self._deaths.append(now)
         while self._deaths[0] < now - CRASH_LOOP_WINDOW_S:
             self._deaths.popleft()

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from service import consumer_state
 from service.config import Settings
-from service.errors import ConsumerCrashLoop
+from service.errors import OPERATOR_ERROR_EXIT, ConsumerCrashLoop, ConsumerStopped
 from service.supervisor import CRASH_LOOP_DEATHS, ConsumerSupervisor
 from tests.conftest import REPO, service_process, service_url, wait_until_ready
 from tests.http_load import HttpLoad, statuses
@@ -74,6 +74,20 @@ def test_a_consumer_that_dies_at_once_is_restarted_with_backoff_then_given_up(
         CRASH_LOOP_DEATHS - 1,
         3,
     )
+
+
+def test_a_consumer_stopped_by_an_operator_error_is_not_restarted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumer_state, "STATE_FILE", tmp_path / "consumer-state.json")
+    exits = f"raise SystemExit({OPERATOR_ERROR_EXIT})"
+    supervisor = ConsumerSupervisor([sys.executable, "-c", exits], dict(os.environ))
+    supervisor.process.wait(30)
+    with pytest.raises(ConsumerStopped, match="only an operator can fix"):
+        supervisor.check()
+    final = consumer_state.read()
+    assert final is not None
+    assert (final.state, final.restarts, final.last_exit_code) == ("stopped", 0, 78)
 
 
 @pytest.mark.integration

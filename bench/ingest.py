@@ -1,5 +1,6 @@
-"""Ingest benchmark: orders/s from a preloaded topic to committed rows, against its ceiling,
-`psql \\copy` of the same rows from files into the same schema, measured in the same run.
+"""Ingest benchmark: orders/s from a preloaded topic to committed rows with the cache filled,
+against its ceiling, `psql \\copy` of the same rows from files into the same schema, measured
+in the same run.
 
     python -m bench.ingest [--quick] [--orders 200000] [--batch-size 5000]
 """
@@ -18,7 +19,7 @@ import psycopg
 
 from bench import cli
 from bench.common import log, result
-from bench.preload import BATCH_SIZE, consumer, preloaded, wait_stored
+from bench.preload import BATCH_SIZE, cache_region, consumer, preloaded, wait_stored
 from service.config import Settings
 from service.model import Order
 from service.store.rows import BINARY_TYPES, TABLES, Row, rows_by_table
@@ -28,8 +29,12 @@ BAR_RATIO = 0.4
 
 
 def measure_consumer(settings: Settings, env: dict[str, str], total: int) -> dict[str, float]:
-    """Run the real consumer process; time from its first committed batch to the last."""
-    with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
+    """Run the real consumer process, filling a cache region as in production; time from its
+    first committed batch to the last."""
+    with (
+        psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn,
+        cache_region(settings),
+    ):
         started_at = time.perf_counter()
         with consumer(env) as process:
             first_count = wait_stored(conn, process, 1)

@@ -21,7 +21,7 @@ from bench import cli
 from bench.common import log, result
 from bench.preload import BATCH_SIZE, cache_region, consumer, preloaded, wait_stored
 from service.config import Settings
-from service.model import Order
+from service.model import Order, encode_order
 from service.store.rows import BINARY_TYPES, TABLES, Row, rows_by_table
 
 BAR_ORDERS_PER_S = 15_000
@@ -79,7 +79,7 @@ def measure_ceiling(settings: Settings, orders: list[Order], workdir: Path) -> f
     run in that format."""
     commands = []
     with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
-        for table, rows in rows_by_table(orders).items():
+        for table, rows in rows_by_table((o, encode_order(o)) for o in orders).items():
             if table in BINARY_TYPES:
                 path = workdir / f"{table}.bin"
                 export_binary(conn, table, path)

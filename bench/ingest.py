@@ -25,7 +25,7 @@ from service.model import Order, encode_order
 from service.store.rows import BINARY_TYPES, TABLES, Row, rows_by_table
 
 BAR_ORDERS_PER_S = 15_000
-BAR_RATIO = 0.4
+BAR_RATIO = 0.8
 
 
 def measure_consumer(settings: Settings, env: dict[str, str], total: int) -> dict[str, float]:

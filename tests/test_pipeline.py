@@ -113,7 +113,9 @@ def test_killed_with_one_batch_in_the_database_and_the_next_decoded_it_loses_not
     env: dict[str, str], settings: Settings, db: Conn
 ) -> None:
     brokers, topic, dlq = settings.kafka_brokers, env["KAFKA_TOPIC"], env["KAFKA_DLQ_TOPIC"]
-    first, second = random_orders(200, seed=80), random_orders(200, seed=81)
+    # Seeds 150-155 are this module's: the run's database is shared by every test, and another
+    # test's seed would make these orders stored already.
+    first, second = random_orders(200, seed=150), random_orders(200, seed=151)
     ensure_topics(load_settings(env))
     with orders_locked(settings), consumer_process(env) as process:
         send(brokers, topic, first)
@@ -158,7 +160,7 @@ def test_killed_with_a_stored_batch_waiting_for_its_dead_letters_it_commits_noth
     new = NewTopic(dlq, PARTITIONS, 1, config={"max.message.bytes": "100"})
     admin.create_topics([new])[dlq].result(timeout=10)
     ensure_topics(load_settings(env))
-    orders = random_orders(300, seed=82)
+    orders = random_orders(300, seed=152)
     with consumer_process(env) as process:
         send(brokers, topic, orders, invalid("pipeline-unacked"))
         wait_for(lambda: stored(db, orders) == len(orders), what="the batch stored")
@@ -179,7 +181,7 @@ def test_a_rebalance_with_the_pipeline_full_drains_it_before_handing_partitions_
     env: dict[str, str], settings: Settings, db: Conn, tmp_path: Path
 ) -> None:
     brokers, topic, group = settings.kafka_brokers, env["KAFKA_TOPIC"], env["KAFKA_GROUP"]
-    first, second, third = (random_orders(200, seed=s) for s in (83, 84, 85))
+    first, second, third = (random_orders(200, seed=s) for s in (153, 154, 155))
     ensure_topics(load_settings(env))
 
     def member(name: str) -> dict[str, str]:

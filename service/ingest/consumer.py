@@ -123,6 +123,10 @@ class OrderConsumer:
                 self._advance()
                 self.progress.maybe_log()
             self._drain()
+        except BaseException:
+            # What is in hand stays uncommitted, for redelivery; closing must not drain it.
+            self._in_flight, self._gathering = None, _Batch()
+            raise
         finally:
             self.progress.maybe_log(force=True)
             self._consumer.close()

@@ -102,8 +102,10 @@ def mutated_orders(draw: st.DrawFn) -> bytes:
     return raw
 
 
+# A string seed: hypothesis favours small integers, and an integer seed another test passes to
+# random_orders (test_loader's 71) would store that test's order_uids first, with other dates.
 valid_orders = st.integers(0, 2**32).map(
-    lambda seed: encode_order(random_order(random.Random(seed)))
+    lambda seed: encode_order(random_order(random.Random(f"hostile-{seed}")))
 )
 
 hostile_messages = st.one_of(

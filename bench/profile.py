@@ -3,7 +3,8 @@ and under miss load, on the benchmarks' own set-ups (bench/preload.py, bench/htt
 
 py-spy attaches to the running process with --subprocesses (the API's granian workers are
 children of `python -m service serve`) once the load has started, and stops when it ends:
-    consumer-ingest.svg  `python -m service consume` draining a preloaded topic
+    consumer-ingest.svg  `python -m service consume` draining a preloaded topic into the
+                         database and a cache region
     api-hit.svg          the workers under wrk, every order cached
     api-miss.svg         the workers under wrk, a 1,000-order cache (nearly every GET a miss)
     warmup.svg           the runner of `python -m service serve` from its start to /readyz
@@ -57,6 +58,7 @@ def consumer(out: Path, quick: bool) -> None:
     data = preload.preloaded(50_000 if quick else 200_000)
     with (
         psycopg.connect(data.settings.postgres_conninfo, autocommit=True) as conn,
+        preload.cache_region(data.settings),
         preload.consumer(data.env) as process,
     ):
         preload.wait_stored(conn, process, 1)

@@ -49,7 +49,7 @@ class Settings:
     cache_name: str
     http_host: str
     http_port: int
-    http_workers: int
+    http_workers: int | None  # None: `auto`, chosen by service.layout from the core count
     metrics_dir: str
     migrations_dir: str
     web_dir: str
@@ -96,6 +96,19 @@ class _Reader:
             )
         return number
 
+    def integer_or_auto(self, name: str, low: int, high: int) -> int | None:
+        """An integer in range, or None for the word `auto` (the default)."""
+        value = self.raw(name, "auto").strip()
+        if value.lower() == "auto":
+            return None
+        number = int(value) if value.isascii() and value.isdigit() else None
+        if number is None or not low <= number <= high:
+            raise ConfigError(
+                f"Config {name!r} has value {value!r}. "
+                f"Expected 'auto' or an integer from {low} to {high}."
+            )
+        return number
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.raw(name, default).strip().upper()
         if value not in choices:
@@ -133,7 +146,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cache_name=env.text("CACHE_NAME", "order-service-cache", _NAME),
         http_host=env.text("HTTP_HOST", "127.0.0.1"),
         http_port=env.integer("HTTP_PORT", 8082, 1, 65535),
-        http_workers=env.integer("HTTP_WORKERS", 2, 1, 64),
+        http_workers=env.integer_or_auto("HTTP_WORKERS", 1, 64),
         metrics_dir=env.text("METRICS_DIR", DEFAULT_METRICS_DIR),
         migrations_dir=env.text("MIGRATIONS_DIR", str(_REPO_ROOT / "migrations")),
         web_dir=env.text("WEB_DIR", str(_REPO_ROOT / "web")),

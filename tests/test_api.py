@@ -156,3 +156,37 @@ def test_a_restarted_service_answers_from_the_warmed_cache_without_database_quer
     assert metric(url, "cache_misses_total") == 0
     assert metric(url, "cache_entries") >= len(orders)
     assert json.loads(httpx.get(f"{url}/readyz").content) == {"status": "ready"}
+
+
+def test_head_of_an_order_answers_like_get_without_a_body(api_url: str, settings: Settings) -> None:
+    order = random_orders(1, seed=42)[0]
+    store(settings, [order])
+    for _ in range(2):  # a miss, then a hit
+        head = httpx.head(f"{api_url}/order/{order.order_uid}")
+        assert head.status_code == 200
+        assert head.content == b""
+        assert head.headers["content-type"] == "application/json"
+        assert int(head.headers["content-length"]) == len(encode_order(order))
+    unknown = httpx.head(f"{api_url}/order/{uuid.uuid4().hex}")
+    assert (unknown.status_code, unknown.content) == (404, b"")
+    malformed = httpx.head(f"{api_url}/order/a%20b")
+    assert (malformed.status_code, malformed.content) == (400, b"")
+
+
+@pytest.mark.parametrize("path", ["/order/nobody-has-this-id", "/order/a%20b", "/nowhere"])
+def test_problem_bodies_carry_their_type(api_url: str, path: str) -> None:
+    problem = httpx.get(f"{api_url}{path}").json()
+    assert problem["type"] == "about:blank"
+    assert {"title", "status", "detail"} <= problem.keys()
+
+
+def test_the_page_names_one_charset(api_url: str) -> None:
+    assert httpx.get(f"{api_url}/").headers["content-type"] == "text/html; charset=utf-8"
+
+
+def test_http_requests_total_counts_a_healthz_200(api_url: str) -> None:
+    ok = 'http_requests_total{status="200"}'
+    before = metric(api_url, re.escape(ok))
+    assert httpx.get(f"{api_url}/healthz").status_code == 200
+    # The scrape that read `before` was counted after it rendered, then the /healthz.
+    assert metric(api_url, re.escape(ok)) == before + 2

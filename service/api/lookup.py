@@ -1,8 +1,9 @@
 """One order by id as a ready HTTP answer: the shared cache first, then PostgreSQL through the
 worker's `DocumentLoader` (which reads concurrent misses together), filling the cache on the
-way back unless another writer holds it (`SharedCache.try_put`). The RSGI dispatcher and the
-Litestar route both answer through here, so a request gets the same status, body and metrics
-whichever of them served it."""
+way back unless another writer holds it (`SharedCache.try_put`). The Litestar route answers
+through here; the RSGI dispatcher answers hits itself (a lookup and the bytes, counted per
+loop iteration) and misses through `stored_order`, so a request gets the same status, body
+and metrics whichever of them served it."""
 
 import re
 from dataclasses import dataclass
@@ -32,14 +33,6 @@ def valid_order_uid(order_uid: str) -> bool:
     return len(order_uid) <= ORDER_UID_MAX and _VALID_UID.match(order_uid) is not None
 
 
-def cached_order(state: AppState, order_uid: str) -> bytes | None:
-    """The cached body of `order_uid`, counted as a hit; None (not yet counted) if absent."""
-    body = state.cache.get(order_uid)
-    if body is not None:
-        _HITS.inc()
-    return body
-
-
 async def stored_order(state: AppState, order_uid: str) -> Answer:
     """A cache miss: 200 with the stored body; 404 if no such order; 503 if PostgreSQL is
     down."""
@@ -57,7 +50,8 @@ async def stored_order(state: AppState, order_uid: str) -> Answer:
 
 async def find_order(state: AppState, order_uid: str) -> Answer:
     """The cache, then PostgreSQL; `order_uid` must already be valid."""
-    body = cached_order(state, order_uid)
+    body = state.cache.get(order_uid)
     if body is not None:
+        _HITS.inc()
         return Answer(200, JSON, body)
     return await stored_order(state, order_uid)

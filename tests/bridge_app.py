@@ -17,10 +17,11 @@ def note(event: str) -> None:
         events.write(event + "\n")
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def _lifespan(scope: Scope, receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            scope["state"]["opened"] = "at startup"
             note("startup")
             await send({"type": "lifespan.startup.complete"})
         else:
@@ -35,7 +36,7 @@ async def _start(send: Send, status: int = 200) -> None:
 
 async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
+        await _lifespan(scope, receive, send)
         return
     path = scope["path"]
     if path == "/echo":
@@ -43,6 +44,9 @@ async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
         await _start(send)
         head = f"{scope['method']} {scope['query_string'].decode()} ".encode()
         await send({"type": "http.response.body", "body": head + message["body"]})
+    elif path == "/state":
+        await _start(send)
+        await send({"type": "http.response.body", "body": scope["state"]["opened"].encode()})
     elif path == "/stream":
         await _start(send)
         for part in (b"one ", b"two ", b"three"):

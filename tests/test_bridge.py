@@ -70,6 +70,10 @@ def test_the_lifespan_starts_before_the_first_request_and_stops_after_sigterm(
     assert served.lines()[-1] == "shutdown"
 
 
+def test_what_the_lifespan_put_in_its_state_reaches_every_request(served: Served) -> None:
+    assert httpx.get(f"{served.url}/state").text == "at startup"
+
+
 def test_a_request_body_and_query_reach_the_app(served: Served) -> None:
     body = bytes(range(256)) * 400
     response = httpx.post(f"{served.url}/echo?a=1&b=%20", content=body)

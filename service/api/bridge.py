@@ -112,10 +112,14 @@ class RsgiToAsgi:
         self._lifespan: asyncio.Task[None] | None = None
         self._events: asyncio.Queue[Message] | None = None
         self._replies: asyncio.Queue[Message] | None = None
+        # The lifespan's state, a shallow copy of it in every request's scope (ASGI's
+        # lifespan state extension).
+        self._state: dict[str, Any] = {}
 
     async def __call__(self, scope: Any, protocol: Any, method: str | None = None) -> None:
         """Answer the request; `method` overrides the request's (HEAD served as GET)."""
         asgi = asgi_scope(scope)
+        asgi["state"] = self._state.copy()
         if method is not None:
             asgi["method"] = method
         exchange = _Exchange(protocol, scope.method == "HEAD", self.count)
@@ -133,7 +137,7 @@ class RsgiToAsgi:
     def startup(self, loop: asyncio.AbstractEventLoop) -> None:
         """Run the lifespan up to startup complete; raise if the app says it failed."""
         self._events, self._replies = asyncio.Queue(), asyncio.Queue()
-        scope = {"type": "lifespan", "asgi": _ASGI, "state": {}}
+        scope = {"type": "lifespan", "asgi": _ASGI, "state": self._state}
         self._lifespan = loop.create_task(self.app(scope, self._events.get, self._replies.put))
         self._events.put_nowait({"type": "lifespan.startup"})
         self._expect(loop, "lifespan.startup.complete")

@@ -47,11 +47,16 @@ test *args="": test-deps
 test-fast *args="": test-deps
     {{python}} -m pytest -m "not slow" {{args}}
 
+# Run the suite (or chosen tests) N times; every failure is printed with its run number.
+# just test-repeat 10 tests/test_faults.py -k sigkill
+test-repeat runs *args="": test-deps
+    bash infra/test-repeat.sh {{runs}} {{args}}
+
 # Linters and type checks.
 lint:
     .venv/bin/ruff check service tests bench
     .venv/bin/ruff format --check service tests bench
-    .venv/bin/mypy service bench
+    .venv/bin/mypy service bench tests
 
 # Every benchmark, each with its ceiling in the same run (minutes); --quick, --plots (sweeps).
 bench *args="": infra-up bench-deps

@@ -22,6 +22,8 @@ DEFAULT_METRICS_DIR = "/tmp/order-service-metrics"
 # is memory held for nothing (CACHE_SIZE x 4096 held 4 GB for 1.3 GB of orders).
 BYTES_PER_CACHED_ORDER = 2048
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+# ASCII digits only: str.isdigit() also accepts superscripts, which int() then refuses.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -50,7 +52,6 @@ class Settings:
     http_host: str
     http_port: int
     http_workers: int | None  # None: `auto`, chosen by service.layout from the core count
-    metrics_dir: str
     migrations_dir: str
     web_dir: str
     log_level: str
@@ -89,7 +90,7 @@ class _Reader:
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
         value = self.raw(name, str(default)).strip()
-        number = int(value) if value.lstrip("-").isdigit() else None
+        number = int(value) if _INTEGER.fullmatch(value) else None
         if number is None or not low <= number <= high:
             raise ConfigError(
                 f"Config {name!r} has value {value!r}. Expected an integer from {low} to {high}."
@@ -101,7 +102,7 @@ class _Reader:
         value = self.raw(name, "auto").strip()
         if value.lower() == "auto":
             return None
-        number = int(value) if value.isascii() and value.isdigit() else None
+        number = int(value) if _INTEGER.fullmatch(value) else None
         if number is None or not low <= number <= high:
             raise ConfigError(
                 f"Config {name!r} has value {value!r}. "
@@ -147,7 +148,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_host=env.text("HTTP_HOST", "127.0.0.1"),
         http_port=env.integer("HTTP_PORT", 8082, 1, 65535),
         http_workers=env.integer_or_auto("HTTP_WORKERS", 1, 64),
-        metrics_dir=env.text("METRICS_DIR", DEFAULT_METRICS_DIR),
         migrations_dir=env.text("MIGRATIONS_DIR", str(_REPO_ROOT / "migrations")),
         web_dir=env.text("WEB_DIR", str(_REPO_ROOT / "web")),
         log_level=env.choice("LOG_LEVEL", "INFO", _LOG_LEVELS),

@@ -14,6 +14,7 @@ from service import layout, metrics
 from service.cache import SharedCache
 from service.config import Settings
 from service.ingest.kafka import ensure_topics
+from service.store.migrate import require_current
 from service.warmup import warm_cache
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,9 @@ HEADER_READ_TIMEOUT_MS = 5_000
 
 @dataclass(frozen=True, slots=True)
 class Parts:
+    """What runs beside the HTTP workers: the consumer, the demo producer."""
+
     consumer: bool
-    api: bool
     demo_rate: float | None = None
 
 
@@ -70,8 +72,7 @@ def _children(settings: Settings, parts: Parts) -> dict[str, list[str]]:
     commands = {}
     if parts.consumer:
         commands["consumer"] = [*service, "consume"]
-    if parts.api:
-        commands["api"] = _granian_command(settings, parts.consumer)
+    commands["api"] = _granian_command(settings, parts.consumer)
     if parts.demo_rate:
         commands["producer"] = [
             *service,
@@ -104,6 +105,7 @@ def _stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
 def run(settings: Settings, parts: Parts) -> int:
     """Run the chosen parts until SIGTERM/SIGINT or until one of them dies; return exit code."""
     metrics.reset_metrics_dir()
+    require_current(settings)
     ensure_topics(settings)
     cache = SharedCache.create(settings.cache_name, settings.cache_size, settings.cache_bytes)
     stopping = False
@@ -123,12 +125,11 @@ def run(settings: Settings, parts: Parts) -> int:
         for name, command in _children(settings, parts).items():
             processes[name] = subprocess.Popen(command, env=env)
         warm_cache(settings, cache)
-        if parts.api:
-            url = f"http://{settings.http_host}:{settings.http_port}"
-            print(
-                f"\n  Order page:  {url}/\n  Try:         curl {url}/order/f563feb7b2b84b6test\n",
-                flush=True,
-            )
+        url = f"http://{settings.http_host}:{settings.http_port}"
+        print(
+            f"\n  Order page:  {url}/\n  Try:         curl {url}/order/f563feb7b2b84b6test\n",
+            flush=True,
+        )
         while not stopping:
             for name, process in processes.items():
                 if process.poll() is not None:

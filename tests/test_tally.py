@@ -1,4 +1,5 @@
 import asyncio
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CollectorRegistry, Counter
@@ -7,7 +8,9 @@ from service.api.tally import Tally
 
 
 def _counter(name: str) -> Counter:
-    return Counter(name, name, registry=CollectorRegistry())
+    """A counter of its own: in multiprocess mode a value lives on under its name."""
+    unique = f"{name}_{uuid.uuid4().hex}"
+    return Counter(unique, name, registry=CollectorRegistry())
 
 
 def _value(counter: Counter) -> float:

@@ -7,7 +7,7 @@ from litestar import Response, get
 from service import metrics
 from service.api.problems import AnyRequest, problem
 from service.api.state import AppState
-from service.errors import StoreUnavailable
+from service.errors import StoreMisconfigured, StoreUnavailable
 from service.store.reader import ping
 
 
@@ -23,7 +23,7 @@ async def readyz(request: AnyRequest) -> Response[Any]:
         return problem(503, "Service Unavailable", "the cache is still warming up")
     try:
         await ping(state.pool)
-    except StoreUnavailable as exc:
+    except (StoreUnavailable, StoreMisconfigured) as exc:
         return problem(503, "Service Unavailable", str(exc))
     return Response({"status": "ready"})
 

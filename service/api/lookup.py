@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from service import metrics
 from service.api.problems import PROBLEM_JSON, problem_body
 from service.api.state import AppState
-from service.errors import StoreUnavailable
+from service.errors import StoreMisconfigured, StoreUnavailable
 from service.model.order import ORDER_UID_MAX, ORDER_UID_PATTERN
 
 JSON = "application/json"
@@ -35,11 +35,11 @@ def valid_order_uid(order_uid: str) -> bool:
 
 async def stored_order(state: AppState, order_uid: str) -> Answer:
     """A cache miss: 200 with the stored body; 404 if no such order; 503 if PostgreSQL is
-    down."""
+    down or refuses us for a reason an operator must fix (the message names it)."""
     _MISSES.inc()
     try:
         body = await state.documents.load(order_uid)
-    except StoreUnavailable as exc:
+    except (StoreUnavailable, StoreMisconfigured) as exc:
         return Answer(503, PROBLEM_JSON, problem_body(503, "Service Unavailable", str(exc)))
     if body is None:
         detail = f"no order with order_uid {order_uid!r}"

@@ -7,7 +7,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from service.errors import ServiceError, StoreUnavailable
+from service.errors import ServiceError, StoreMisconfigured, StoreUnavailable
 
 AnyRequest = Request[Any, Any, Any]
 PROBLEM_JSON = "application/problem+json"
@@ -44,7 +44,9 @@ def problem(
 
 
 def service_error_handler(_: AnyRequest, exc: Exception) -> Response[object]:
-    if isinstance(exc, StoreUnavailable):
+    # Misconfigured too: this worker cannot serve until an operator acts, and the message
+    # says what to do.
+    if isinstance(exc, StoreUnavailable | StoreMisconfigured):
         return problem(503, "Service Unavailable", str(exc))  # type: ignore[return-value]
     assert isinstance(exc, ServiceError)
     return problem(500, "Internal Server Error", str(exc))  # type: ignore[return-value]

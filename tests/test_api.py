@@ -12,7 +12,14 @@ from service.config import Settings
 from service.model import Order, encode_order
 from service.store.db import connect
 from service.store.writer import OrderWriter
-from tests.conftest import REPO, free_port, infra, wait_until_ready
+from tests.conftest import (
+    REPO,
+    free_port,
+    infra,
+    service_process,
+    service_url,
+    wait_until_ready,
+)
 from tests.orders import as_order, random_orders, reference_dict
 
 pytestmark = pytest.mark.integration
@@ -190,3 +197,18 @@ def test_http_requests_total_counts_a_healthz_200(api_url: str) -> None:
     assert httpx.get(f"{api_url}/healthz").status_code == 200
     # The scrape that read `before` was counted after it rendered, then the /healthz.
     assert metric(api_url, re.escape(ok)) == before + 2
+
+
+def test_three_workers_share_one_cache_one_miss_then_hits_and_summed_metrics(
+    service_env: dict[str, str], settings: Settings
+) -> None:
+    order = random_orders(1, seed=43)[0]
+    url = service_url(service_env)
+    with service_process({**service_env, "HTTP_WORKERS": "3"}, "serve"):
+        wait_until_ready(url)
+        store(settings, [order])  # after the warm-up, so the first GET is a miss
+        # A new connection per request, so the kernel spreads them over the workers.
+        answers = {httpx.get(f"{url}/order/{order.order_uid}").content for _ in range(30)}
+        assert answers == {encode_order(order)}
+        assert metric(url, "cache_misses_total") == 1
+        assert metric(url, "cache_hits_total") == 29

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from service.config import Settings, load_settings
-from service.errors import ServiceError
+from service.errors import OPERATOR_ERROR_EXIT, OperatorError, ServiceError
 
 log = logging.getLogger("service")
 
@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
+    except OperatorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(OPERATOR_ERROR_EXIT)
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -15,6 +15,7 @@ from service.cache import SharedCache
 from service.config import Settings
 from service.ingest.kafka import ensure_topics
 from service.store.migrate import require_current
+from service.supervisor import ConsumerSupervisor
 from service.warmup import warm_cache
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,8 @@ def _stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
 
 
 def run(settings: Settings, parts: Parts) -> int:
-    """Run the chosen parts until SIGTERM/SIGINT or until one of them dies; return exit code."""
+    """Run the chosen parts until SIGTERM/SIGINT or until one of them dies, the consumer
+    excepted: it is restarted (see service.supervisor). Return the exit code."""
     metrics.reset_metrics_dir()
     require_current(settings)
     ensure_topics(settings)
@@ -118,11 +120,15 @@ def run(settings: Settings, parts: Parts) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     processes: dict[str, subprocess.Popen[bytes]] = {}
+    consumer: ConsumerSupervisor | None = None
     try:
         # The children start first, so granian's start overlaps the warm-up; /readyz answers
         # 503 until the warm-up marks the cache ready, and a miss meanwhile reads PostgreSQL.
         env = layout.granian_env(dict(os.environ, METRICS_DIR=str(metrics.METRICS_DIR)))
-        for name, command in _children(settings, parts).items():
+        commands = _children(settings, parts)
+        if "consumer" in commands:
+            consumer = ConsumerSupervisor(commands.pop("consumer"), env)
+        for name, command in commands.items():
             processes[name] = subprocess.Popen(command, env=env)
         warm_cache(settings, cache)
         url = f"http://{settings.http_host}:{settings.http_port}"
@@ -131,6 +137,8 @@ def run(settings: Settings, parts: Parts) -> int:
             flush=True,
         )
         while not stopping:
+            if consumer is not None:
+                consumer.check()
             for name, process in processes.items():
                 if process.poll() is not None:
                     log.error("%s exited with code %s; stopping the rest", name, process.returncode)
@@ -138,6 +146,6 @@ def run(settings: Settings, parts: Parts) -> int:
             time.sleep(0.2)
         return 0
     finally:
-        _stop(processes)
+        _stop(processes if consumer is None else {"consumer": consumer.process, **processes})
         cache.close()
         cache.unlink()

@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from service.config import load_settings
-from service.errors import ConfigError
+from service.errors import OPERATOR_ERROR_EXIT, ConfigError
 
 
 def test_defaults_work_with_the_local_infrastructure() -> None:
@@ -81,5 +81,5 @@ def test_the_service_refuses_to_start_with_a_bad_value() -> None:
         text=True,
         check=False,
     )
-    assert result.returncode == 1
+    assert result.returncode == OPERATOR_ERROR_EXIT
     assert "error: Config 'HTTP_PORT' has value 'eighty'" in result.stderr

@@ -19,4 +19,4 @@ def run(
     exit_on_sigterm()
     outcome = measure(args)
     save_result(name, outcome)
-    print(report.table([outcome]))
+    print(report.table([outcome]) + report.notes([outcome]))

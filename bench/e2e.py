@@ -43,6 +43,7 @@ from bench.processes import (
 )
 from service.config import Settings
 from service.ingest.kafka import producer_config
+from service.layout import workers
 from service.model import encode_order
 from service.produce import random_order
 
@@ -237,7 +238,8 @@ def run_rates(
         }
         settings = fresh_database(base, "orders_bench_e2e")
         url = f"http://{HOST}:{port}"
-        log(f"starting the service (consumer and {settings.http_workers} workers) on {url}")
+        http_workers = workers(settings.http_workers, consumer_beside=True)
+        log(f"starting the service (consumer and {http_workers} workers) on {url}")
         with started([*SERVICE, "run"], {**base, "POSTGRES_DB": settings.postgres_db}) as service:
             wait_ready(f"{url}/readyz", service)
             for index, rate in enumerate(rates):
@@ -271,7 +273,7 @@ def measure(
         "seconds": seconds,
         "sample_every": SAMPLE_EVERY,
         "poll_interval_ms": POLL_INTERVAL_S * 1000,
-        "http_workers": settings.http_workers,
+        "http_workers": http_workers,
         "batch_size": settings.ingest_batch_size,
         "batch_wait_ms": settings.ingest_batch_wait_ms,
     }

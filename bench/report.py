@@ -1,5 +1,6 @@
-"""Results as Markdown: one table row per figure (ours, ceiling, ratio, bar, met) and a line
-naming the machine. Used by every benchmark's `main()` and by `python -m bench` for latest.md."""
+"""Results as Markdown: one table row per figure (ours, ceiling, ratio, bar, met), the notes a
+result carries, and a line naming the machine. Used by every benchmark's `main()` and by
+`python -m bench` for latest.md."""
 
 from textwrap import shorten
 from typing import Any
@@ -39,6 +40,15 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(HEADER + rows)
 
 
+def notes(results: list[dict[str, Any]]) -> str:
+    """The Markdown notes some results carry (the layout sweep's table), after the table."""
+    return "".join(
+        f"\n\n{outcome['benchmark']}: {note}"
+        for outcome in results
+        for note in outcome.get("notes", [])
+    )
+
+
 def machine_line(facts: dict[str, Any]) -> str:
     return (
         f"{facts['cores']} cores, {facts['memory_gib']} GiB, {facts['cpu']}, {facts['os']}; "
@@ -64,7 +74,7 @@ def run_report(run: dict[str, Any]) -> str:
         "",
         f"Machine: {machine_line(run['machine'])}.",
         "",
-        table(results),
+        table(results) + notes(results),
     ]
     if problems:
         lines += ["", *problems]

@@ -10,21 +10,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import matplotlib as mpl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from bench import cli, http, ingest, preload
-from bench.common import REPO, RESULTS, fresh_database, log, result
+from bench.common import fresh_database, log, result
+from bench.plots import save
 
 CONNECTIONS = (16, 64, 256)
 BATCH_SIZES = (500, 1000, 5000, 20000)
-PLOTS = RESULTS / "plots"
 
 
 def http_series(quick: bool) -> dict[str, Any]:
-    """Requests/s and p99 by connection count: hits, the ceiling, misses."""
+    """Requests/s and p99 by connection count: hits, the ceiling (in our default layout),
+    misses."""
     seconds = 2 if quick else 5
     with http.stored(5_000 if quick else 20_000) as data:
         hits = http.hit_phase(data, seconds, 1, CONNECTIONS)
@@ -110,15 +110,6 @@ def _log_x(axes: Axes, ticks: list[int], labels: list[str]) -> None:
     axes.xaxis.set_minor_locator(NullLocator())
 
 
-def _save(figure: Figure, name: str) -> None:
-    PLOTS.mkdir(parents=True, exist_ok=True)
-    path = PLOTS / name
-    # Text as text, no date, fixed ids: a re-run changes the file only where the data moved.
-    with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": "bench"}):
-        figure.savefig(path, metadata={"Date": None})
-    log(f"wrote {path.relative_to(REPO)}")
-
-
 def plot(outcome: dict[str, Any]) -> None:
     """bench/results/plots/http-connections.svg and ingest-batch-size.svg from a sweeps result."""
     series = outcome["series"]
@@ -133,10 +124,11 @@ def plot(outcome: dict[str, Any]) -> None:
     ):
         throughput.plot(conns, series[name]["requests_per_s"], style, label=label)
         latency.plot(conns, series[name]["p99_ms"], style, label=label)
-    latency.axhline(5, color="grey", linestyle=":", label="hit bar 5 ms")
-    latency.axhline(25, color="black", linestyle=":", label="miss bar 25 ms")
+    latency.axhline(http.BARS["miss_p99_ms"], color="black", linestyle=":", label="miss bar")
     throughput.set(
-        ylabel="requests/s", ylim=(0, None), title=f"GET /order/{{uid}}, 2 workers{mode}"
+        ylabel="requests/s",
+        ylim=(0, None),
+        title=f"GET /order/{{uid}}, {http.DEFAULT_LAYOUT.label}{mode}",
     )
     latency.set(ylabel="p99 latency, ms", yscale="log", title="p99 latency (wrk --latency)")
     for axes in (throughput, latency):
@@ -144,7 +136,7 @@ def plot(outcome: dict[str, Any]) -> None:
         axes.set(xlabel="wrk connections")
         axes.grid(alpha=0.3)
         axes.legend(fontsize="small")
-    _save(figure, "http-connections.svg")
+    save(figure, "http-connections.svg")
 
     figure = Figure(figsize=(6, 4), layout="constrained")
     axes = figure.subplots()
@@ -161,7 +153,7 @@ def plot(outcome: dict[str, Any]) -> None:
     )
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small")
-    _save(figure, "ingest-batch-size.svg")
+    save(figure, "ingest-batch-size.svg")
 
 
 def measured_and_plotted(quick: bool) -> dict[str, Any]:

@@ -51,7 +51,7 @@ class Settings:
     cache_name: str
     http_host: str
     http_port: int
-    http_workers: int
+    http_workers: int | None  # None: `auto`, chosen by service.layout from the core count
     migrations_dir: str
     web_dir: str
     log_level: str
@@ -97,6 +97,19 @@ class _Reader:
             )
         return number
 
+    def integer_or_auto(self, name: str, low: int, high: int) -> int | None:
+        """An integer in range, or None for the word `auto` (the default)."""
+        value = self.raw(name, "auto").strip()
+        if value.lower() == "auto":
+            return None
+        number = int(value) if _INTEGER.fullmatch(value) else None
+        if number is None or not low <= number <= high:
+            raise ConfigError(
+                f"Config {name!r} has value {value!r}. "
+                f"Expected 'auto' or an integer from {low} to {high}."
+            )
+        return number
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.raw(name, default).strip().upper()
         if value not in choices:
@@ -134,7 +147,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cache_name=env.text("CACHE_NAME", "order-service-cache", _NAME),
         http_host=env.text("HTTP_HOST", "127.0.0.1"),
         http_port=env.integer("HTTP_PORT", 8082, 1, 65535),
-        http_workers=env.integer("HTTP_WORKERS", 2, 1, 64),
+        http_workers=env.integer_or_auto("HTTP_WORKERS", 1, 64),
         migrations_dir=env.text("MIGRATIONS_DIR", str(_REPO_ROOT / "migrations")),
         web_dir=env.text("WEB_DIR", str(_REPO_ROOT / "web")),
         log_level=env.choice("LOG_LEVEL", "INFO", _LOG_LEVELS),

@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from service import metrics
+from service import layout, metrics
 from service.cache import SharedCache
 from service.config import Settings
 from service.ingest.kafka import ensure_topics
@@ -29,10 +29,6 @@ WORKERS_KILL_TIMEOUT_S = 20
 # is closed (granian's default is 30 s). HTTP/1 only, because with HTTP/2 auto-detection a
 # connection that sends nothing waits for its first bytes with no timeout at all.
 HEADER_READ_TIMEOUT_MS = 5_000
-# Connections one worker holds at once (granian takes a permit per connection, for its whole
-# life); beyond it new ones wait in the listen backlog. Above the default (backlog / workers)
-# so a flood of idle connections is shed by the timeout before it can crowd out real clients.
-BACKPRESSURE_PER_WORKER = 1_024
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,23 +39,21 @@ class Parts:
     demo_rate: float | None = None
 
 
-def _granian_command(settings: Settings) -> list[str]:
+def _granian_command(settings: Settings, consumer_beside: bool) -> list[str]:
+    """granian with the dispatcher; the runtime options come from the environment
+    (`layout.granian_env`)."""
     return [
         sys.executable,
         "-m",
         "granian",
         "--interface",
-        "asgi",
-        "--loop",
-        "uvloop",
+        "rsgi",
         "--workers",
-        str(settings.http_workers),
+        str(layout.workers(settings.http_workers, consumer_beside)),
         "--host",
         settings.http_host,
         "--port",
         str(settings.http_port),
-        "--backpressure",
-        str(BACKPRESSURE_PER_WORKER),
         "--http1-header-read-timeout",
         str(HEADER_READ_TIMEOUT_MS),
         "--respawn-failed-workers",
@@ -79,7 +73,7 @@ def _children(settings: Settings, parts: Parts) -> dict[str, list[str]]:
     commands = {}
     if parts.consumer:
         commands["consumer"] = [*service, "consume"]
-    commands["api"] = _granian_command(settings)
+    commands["api"] = _granian_command(settings, parts.consumer)
     if parts.demo_rate:
         commands["producer"] = [
             *service,
@@ -130,7 +124,7 @@ def run(settings: Settings, parts: Parts) -> int:
     try:
         # The children start first, so granian's start overlaps the warm-up; /readyz answers
         # 503 until the warm-up marks the cache ready, and a miss meanwhile reads PostgreSQL.
-        env = dict(os.environ, METRICS_DIR=str(metrics.METRICS_DIR))
+        env = layout.granian_env(dict(os.environ, METRICS_DIR=str(metrics.METRICS_DIR)))
         commands = _children(settings, parts)
         if "consumer" in commands:
             consumer = ConsumerSupervisor(commands.pop("consumer"), env)

@@ -12,7 +12,14 @@ from service.config import Settings
 from service.model import Order, encode_order
 from service.store.db import connect
 from service.store.writer import OrderWriter
-from tests.conftest import REPO, free_port, infra, wait_until_ready
+from tests.conftest import (
+    REPO,
+    free_port,
+    infra,
+    service_process,
+    service_url,
+    wait_until_ready,
+)
 from tests.orders import as_order, random_orders, reference_dict
 
 pytestmark = pytest.mark.integration
@@ -156,3 +163,52 @@ def test_a_restarted_service_answers_from_the_warmed_cache_without_database_quer
     assert metric(url, "cache_misses_total") == 0
     assert metric(url, "cache_entries") >= len(orders)
     assert json.loads(httpx.get(f"{url}/readyz").content) == {"status": "ready"}
+
+
+def test_head_of_an_order_answers_like_get_without_a_body(api_url: str, settings: Settings) -> None:
+    order = random_orders(1, seed=42)[0]
+    store(settings, [order])
+    for _ in range(2):  # a miss, then a hit
+        head = httpx.head(f"{api_url}/order/{order.order_uid}")
+        assert head.status_code == 200
+        assert head.content == b""
+        assert head.headers["content-type"] == "application/json"
+        assert int(head.headers["content-length"]) == len(encode_order(order))
+    unknown = httpx.head(f"{api_url}/order/{uuid.uuid4().hex}")
+    assert (unknown.status_code, unknown.content) == (404, b"")
+    malformed = httpx.head(f"{api_url}/order/a%20b")
+    assert (malformed.status_code, malformed.content) == (400, b"")
+
+
+@pytest.mark.parametrize("path", ["/order/nobody-has-this-id", "/order/a%20b", "/nowhere"])
+def test_problem_bodies_carry_their_type(api_url: str, path: str) -> None:
+    problem = httpx.get(f"{api_url}{path}").json()
+    assert problem["type"] == "about:blank"
+    assert {"title", "status", "detail"} <= problem.keys()
+
+
+def test_the_page_names_one_charset(api_url: str) -> None:
+    assert httpx.get(f"{api_url}/").headers["content-type"] == "text/html; charset=utf-8"
+
+
+def test_http_requests_total_counts_a_healthz_200(api_url: str) -> None:
+    ok = 'http_requests_total{status="200"}'
+    before = metric(api_url, re.escape(ok))
+    assert httpx.get(f"{api_url}/healthz").status_code == 200
+    # The scrape that read `before` was counted after it rendered, then the /healthz.
+    assert metric(api_url, re.escape(ok)) == before + 2
+
+
+def test_three_workers_share_one_cache_one_miss_then_hits_and_summed_metrics(
+    service_env: dict[str, str], settings: Settings
+) -> None:
+    order = random_orders(1, seed=43)[0]
+    url = service_url(service_env)
+    with service_process({**service_env, "HTTP_WORKERS": "3"}, "serve"):
+        wait_until_ready(url)
+        store(settings, [order])  # after the warm-up, so the first GET is a miss
+        # A new connection per request, so the kernel spreads them over the workers.
+        answers = {httpx.get(f"{url}/order/{order.order_uid}").content for _ in range(30)}
+        assert answers == {encode_order(order)}
+        assert metric(url, "cache_misses_total") == 1
+        assert metric(url, "cache_hits_total") == 29

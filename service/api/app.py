@@ -1,5 +1,5 @@
-"""The application granian runs in every worker process (`service.api.app:app`): the Litestar
-app behind the cache-hit fast path."""
+"""The application granian runs in every worker process (`service.api.app:app`): the RSGI
+dispatcher in front of the Litestar app, which owns every route but the order fast path."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 
-from service.api.fastpath import CacheFastPath
+from service.api.dispatch import Dispatcher
 from service.api.health import healthz, prometheus_metrics, readyz
 from service.api.orders import get_order, recent_orders
 from service.api.problems import EXCEPTION_HANDLERS
@@ -34,4 +34,4 @@ def create_app(settings: Settings) -> Litestar:
     )
 
 
-app = CacheFastPath(create_app(load_settings()))
+app = Dispatcher(create_app(load_settings()))

@@ -7,7 +7,7 @@ from litestar import Response, get
 from service import consumer_state, metrics
 from service.api.problems import AnyRequest, problem
 from service.api.state import AppState
-from service.errors import StoreUnavailable
+from service.errors import StoreMisconfigured, StoreUnavailable
 from service.store.reader import ping
 
 
@@ -28,7 +28,7 @@ async def readyz(request: AnyRequest) -> Response[Any]:
         return problem(503, "Service Unavailable", "the cache is still warming up")
     try:
         await ping(state.pool)
-    except StoreUnavailable as exc:
+    except (StoreUnavailable, StoreMisconfigured) as exc:
         return problem(503, "Service Unavailable", str(exc))
     consumer = consumer_state.read()
     if consumer is None:

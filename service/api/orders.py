@@ -1,7 +1,7 @@
 """The order routes: one order by id (cache first, then PostgreSQL), and the recent list.
 
-A valid id is answered by `lookup.find_order`, the same code the fast path (fastpath.py) runs
-in front of Litestar; this route defines the behaviour and the OpenAPI entry.
+A valid id is answered by `lookup`, the same code the RSGI dispatcher (dispatch.py) runs in
+front of Litestar; this route defines the behaviour and the OpenAPI entry.
 """
 
 from typing import Annotated
@@ -10,15 +10,12 @@ from litestar import Response, get
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
-from service import metrics
 from service.api.lookup import find_order
 from service.api.problems import PROBLEM_JSON, AnyRequest, Problem
 from service.api.state import AppState
 from service.model import Order
 from service.model.order import ORDER_UID_MAX, ORDER_UID_PATTERN
 from service.store.reader import OrderSummary, fetch_recent
-
-_OK = metrics.HTTP_REQUESTS.labels("200")
 
 
 def _problem(description: str) -> ResponseSpec:
@@ -61,6 +58,4 @@ async def recent_orders(
     limit: Annotated[int, Parameter(ge=1, le=200, description="How many orders")] = 20,
 ) -> list[OrderSummary]:
     state: AppState = request.app.state.orders
-    summaries = await fetch_recent(state.pool, limit)
-    _OK.inc()
-    return summaries
+    return await fetch_recent(state.pool, limit)

@@ -7,39 +7,46 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from service import metrics
-from service.errors import ServiceError, StoreUnavailable
+from service.errors import ServiceError, StoreMisconfigured, StoreUnavailable
 
 AnyRequest = Request[Any, Any, Any]
 PROBLEM_JSON = "application/problem+json"
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
-    """An RFC 9457 problem document; `errors` lists what failed validation, where it applies."""
+    """An RFC 9457 problem document; `errors` lists what failed validation, where it applies.
+    `type` is always written: it has no default, so `omit_defaults` keeps it."""
 
+    type: str
     title: str
     status: int
     detail: str
-    type: str = "about:blank"
     errors: list[dict[str, Any]] | None = None
+
+
+# RFC 9457 §4.2.1: the problem is what the status code says, with no further semantics.
+ABOUT_BLANK = "about:blank"
 
 
 def problem_body(status: int, title: str, detail: str) -> bytes:
     """The encoded problem document, for answers built outside Litestar's responses."""
-    return msgspec.json.encode(Problem(title, status, detail))
+    return msgspec.json.encode(Problem(ABOUT_BLANK, title, status, detail))
 
 
 def problem(
     status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None
 ) -> Response[Problem]:
-    metrics.HTTP_REQUESTS.labels(str(status)).inc()
     return Response(
-        Problem(title, status, detail, errors=errors), status_code=status, media_type=PROBLEM_JSON
+        Problem(ABOUT_BLANK, title, status, detail, errors=errors),
+        status_code=status,
+        media_type=PROBLEM_JSON,
     )
 
 
 def service_error_handler(_: AnyRequest, exc: Exception) -> Response[object]:
-    if isinstance(exc, StoreUnavailable):
+    # Misconfigured too: this worker cannot serve until an operator acts, and the message
+    # says what to do.
+    if isinstance(exc, StoreUnavailable | StoreMisconfigured):
         return problem(503, "Service Unavailable", str(exc))  # type: ignore[return-value]
     assert isinstance(exc, ServiceError)
     return problem(500, "Internal Server Error", str(exc))  # type: ignore[return-value]

@@ -3,7 +3,7 @@
 
 from pathlib import Path
 
-from litestar import Response, Router, get
+from litestar import MediaType, Response, Router, get
 from litestar.response.base import ASGIResponse
 from litestar.static_files import create_static_files_router
 
@@ -25,7 +25,8 @@ def page(request: AnyRequest) -> Response[bytes]:
     settings: Settings = request.app.state.settings
     return Response(
         (Path(settings.web_dir) / "index.html").read_bytes(),
-        media_type="text/html; charset=utf-8",
+        # Litestar appends "; charset=utf-8" to text types itself.
+        media_type=MediaType.HTML,
         headers=SECURITY_HEADERS,
     )
 

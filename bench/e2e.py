@@ -273,7 +273,7 @@ def measure(
         "seconds": seconds,
         "sample_every": SAMPLE_EVERY,
         "poll_interval_ms": POLL_INTERVAL_S * 1000,
-        "http_workers": http_workers,
+        "http_workers": workers(settings.http_workers, consumer_beside=True),
         "batch_size": settings.ingest_batch_size,
         "batch_wait_ms": settings.ingest_batch_wait_ms,
     }

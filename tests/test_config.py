@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from service.config import KafkaSecurity, load_settings
 from service.errors import ConfigError
@@ -194,3 +195,63 @@ def test_an_unknown_librdkafka_property_stops_the_start_naming_the_passthrough()
         ensure_topics(settings)
     assert "no.such.thing" in str(error.value)
     assert "KAFKA_PROPERTY_" in str(error.value)
+
+
+def test_postgres_tls_settings_reach_the_connection_string(tmp_path: Path) -> None:
+    root = tmp_path / "root.crt"
+    root.touch()
+    settings = load_settings({"POSTGRES_SSLMODE": "Verify-Full", "POSTGRES_SSLROOTCERT": str(root)})
+    params = conninfo_to_dict(settings.postgres_conninfo)
+    assert (params["sslmode"], params["sslrootcert"]) == ("verify-full", str(root))
+
+
+def test_a_postgres_url_replaces_the_parts() -> None:
+    settings = load_settings(
+        {
+            "POSTGRES_HOST": "ignored",
+            "POSTGRES_PORT": "1",
+            "POSTGRES_URL": "postgresql://svc:s%20ecret@db.example.com/orders_prod"
+            "?sslmode=require&target_session_attrs=read-write",
+        }
+    )
+    assert (settings.postgres_host, settings.postgres_port, settings.postgres_db) == (
+        "db.example.com",
+        5432,
+        "orders_prod",
+    )
+    params = conninfo_to_dict(settings.postgres_conninfo)
+    assert params["password"] == "s ecret"
+    assert params["sslmode"] == "require"
+    assert params["target_session_attrs"] == "read-write"
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        (
+            {"POSTGRES_SSLMODE": "strict"},
+            "Config 'POSTGRES_SSLMODE' has value 'strict'. Expected one of disable, allow, "
+            "prefer, require, verify-ca, verify-full.",
+        ),
+        (
+            {"POSTGRES_SSLROOTCERT": "/nonexistent/root.crt"},
+            "Config 'POSTGRES_SSLROOTCERT' has value '/nonexistent/root.crt', which is not a "
+            "readable file.",
+        ),
+        (
+            {"POSTGRES_URL": "postgresql://svc:hunter2@db/orders?sslmode=sometimes"},
+            "Config 'POSTGRES_SSLMODE' has value 'sometimes'",
+        ),
+        (
+            {"POSTGRES_URL": "postgresql://svc:hunter2@db/orders?no_such_option=1"},
+            "Config 'POSTGRES_URL' is not a PostgreSQL connection URL",
+        ),
+    ],
+)
+def test_a_bad_postgres_tls_setting_names_the_variable(
+    environ: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ)
+    assert str(error.value).startswith(expected)
+    assert "hunter2" not in str(error.value)

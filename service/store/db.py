@@ -23,6 +23,13 @@ CONNECT_TIMEOUT_S = 5
 # SQLSTATE classes that describe the rows, not the server: 22 data exception,
 # 23 integrity constraint violation.
 _DATA_CLASSES = ("22", "23")
+# libpq's words for a TLS failure that only a setting can fix, not a retry.
+_TLS_FAILURES = (
+    "certificate verify failed",
+    "does not match host name",
+    "root certificate file",
+    "server does not support SSL",
+)
 
 
 def translate(exc: psycopg.Error) -> StoreUnavailable | StoreRejected:
@@ -30,6 +37,13 @@ def translate(exc: psycopg.Error) -> StoreUnavailable | StoreRejected:
     sqlstate = exc.sqlstate or ""
     if sqlstate[:2] in _DATA_CLASSES:
         return StoreRejected(f"PostgreSQL rejected the data: {exc.diag.message_primary or exc}")
+    text = str(exc).strip()
+    if any(words in text for words in _TLS_FAILURES):
+        return StoreUnavailable(
+            f"PostgreSQL TLS failed: {text}. Check 'POSTGRES_SSLROOTCERT' (the CA that signed "
+            "the server's certificate), 'POSTGRES_SSLMODE', and that 'POSTGRES_HOST' is a name "
+            "the certificate is for."
+        )
     return StoreUnavailable(f"PostgreSQL is unavailable: {str(exc).strip() or type(exc).__name__}")
 
 

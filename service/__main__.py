@@ -5,6 +5,7 @@ import logging
 import sys
 from pathlib import Path
 
+from service import logs
 from service.config import load_settings
 from service.errors import ServiceError
 
@@ -47,11 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
-    )
+    logs.configure(settings)
     # Imported here: the metrics module must see METRICS_DIR before prometheus_client loads.
     match args.command:
         case "run" | "serve":
@@ -98,5 +95,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except ServiceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        logs.report_fatal(str(exc))
         sys.exit(1)

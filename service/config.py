@@ -96,9 +96,15 @@ class Settings:
     http_port: int
     http_workers: int
     metrics_dir: str
+    # 0: /metrics on the public HTTP port; otherwise only on this internal listener.
+    metrics_port: int
+    metrics_host: str
+    recent_orders: bool
+    recent_orders_token: str
     migrations_dir: str
     web_dir: str
     log_level: str
+    log_format: str
 
     @property
     def postgres_conninfo(self) -> str:
@@ -295,7 +301,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_port=env.integer("HTTP_PORT", 8082, 1, 65535),
         http_workers=env.integer("HTTP_WORKERS", 2, 1, 64),
         metrics_dir=env.text("METRICS_DIR", DEFAULT_METRICS_DIR),
+        metrics_port=env.integer("METRICS_PORT", 0, 0, 65535),
+        metrics_host=env.text("METRICS_HOST", "127.0.0.1"),
+        recent_orders=env.choice("RECENT_ORDERS", "ON", ("ON", "OFF")) == "ON",
+        recent_orders_token=env.raw("RECENT_ORDERS_TOKEN", "").strip(),
         migrations_dir=env.text("MIGRATIONS_DIR", str(_REPO_ROOT / "migrations")),
         web_dir=env.text("WEB_DIR", str(_REPO_ROOT / "web")),
         log_level=env.choice("LOG_LEVEL", "INFO", _LOG_LEVELS),
+        log_format=env.choice("LOG_FORMAT", "TEXT", ("TEXT", "JSON")),
     )

@@ -10,10 +10,11 @@ import sys
 import time
 from dataclasses import dataclass
 
-from service import metrics
+from service import logs, metrics
 from service.cache import SharedCache
 from service.config import Settings
 from service.ingest.kafka import ensure_topics
+from service.metrics_listener import start_metrics_listener
 from service.warmup import warm_cache
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class Parts:
     demo_rate: float | None = None
 
 
-def _granian_command(settings: Settings) -> list[str]:
+def _granian_command(settings: Settings, log_config: str) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -67,17 +68,19 @@ def _granian_command(settings: Settings) -> list[str]:
         "1",
         "--log-level",
         settings.log_level.lower(),
+        "--log-config",
+        log_config,
         "service.api.app:app",
     ]
 
 
-def _children(settings: Settings, parts: Parts) -> dict[str, list[str]]:
+def _children(settings: Settings, parts: Parts, log_config: str) -> dict[str, list[str]]:
     service = [sys.executable, "-m", "service"]
     commands = {}
     if parts.consumer:
         commands["consumer"] = [*service, "consume"]
     if parts.api:
-        commands["api"] = _granian_command(settings)
+        commands["api"] = _granian_command(settings, log_config)
     if parts.demo_rate:
         commands["producer"] = [
             *service,
@@ -122,14 +125,16 @@ def run(settings: Settings, parts: Parts) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     processes: dict[str, subprocess.Popen[bytes]] = {}
+    log_config = logs.granian_config_file(settings)
+    listener = start_metrics_listener(settings, cache) if settings.metrics_port else None
     try:
         # The children start first, so granian's start overlaps the warm-up; /readyz answers
         # 503 until the warm-up marks the cache ready, and a miss meanwhile reads PostgreSQL.
         env = dict(os.environ, METRICS_DIR=str(metrics.METRICS_DIR))
-        for name, command in _children(settings, parts).items():
+        for name, command in _children(settings, parts, log_config).items():
             processes[name] = subprocess.Popen(command, env=env)
         warm_cache(settings, cache)
-        if parts.api:
+        if parts.api and settings.log_format == "TEXT":
             url = f"http://{settings.http_host}:{settings.http_port}"
             print(
                 f"\n  Order page:  {url}/\n  Try:         curl {url}/order/f563feb7b2b84b6test\n",
@@ -144,5 +149,8 @@ def run(settings: Settings, parts: Parts) -> int:
         return 0
     finally:
         _stop(processes)
+        if listener is not None:
+            listener.shutdown()
+        os.unlink(log_config)
         cache.close()
         cache.unlink()

@@ -49,6 +49,7 @@ async def find_order(state: AppState, order_uid: str) -> Answer:
         try:
             body = await state.documents.load(order_uid)
         except StoreUnavailable as exc:
+            metrics.STORE_UNAVAILABLE.inc()
             return _problem(503, "Service Unavailable", str(exc))
         if body is None:
             return _problem(404, "Not Found", f"no order with order_uid {order_uid!r}")

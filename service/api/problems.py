@@ -40,6 +40,7 @@ def problem(
 
 def service_error_handler(_: AnyRequest, exc: Exception) -> Response[object]:
     if isinstance(exc, StoreUnavailable):
+        metrics.STORE_UNAVAILABLE.inc()
         return problem(503, "Service Unavailable", str(exc))  # type: ignore[return-value]
     assert isinstance(exc, ServiceError)
     return problem(500, "Internal Server Error", str(exc))  # type: ignore[return-value]

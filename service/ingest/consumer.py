@@ -29,6 +29,7 @@ from typing import Any
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from service import metrics
 from service.cache import SharedCache
 from service.config import Settings
 from service.errors import CacheError, StoreUnavailable
@@ -167,6 +168,7 @@ class OrderConsumer:
                 outcome = self._writer.write_isolating(orders)
                 break
             except StoreUnavailable as exc:
+                metrics.STORE_UNAVAILABLE.inc()
                 self._drop_writer()
                 if not paused:
                     paused = self._consumer.assignment()

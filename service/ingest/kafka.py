@@ -31,6 +31,8 @@ _DLQ_MAX_MESSAGE_BYTES = "4194304"
 SESSION_TIMEOUT_MS = 10_000
 
 
+_librdkafka_log = logging.getLogger("librdkafka")
+
 # The settings behind librdkafka's properties, to name in an error about one of them.
 _SETTING_OF_PROPERTY = {
     "ssl.ca.location": "KAFKA_SSL_CA_FILE",
@@ -45,6 +47,8 @@ def client_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_brokers,
         "security.protocol": security.protocol,
+        # librdkafka's own lines through our handlers and format, not raw onto stderr.
+        "logger": _librdkafka_log,
     }
     if security.protocol.startswith("SASL_"):
         config["sasl.mechanism"] = security.sasl_mechanism

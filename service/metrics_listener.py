@@ -1,0 +1,38 @@
+"""The internal metrics listener: with METRICS_PORT set, /metrics is served by the runner on
+that port (METRICS_HOST, loopback by default) and not on the public API port, so a deployment
+can keep it to the network Prometheus scrapes from."""
+
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from service import metrics
+from service.cache import SharedCache
+from service.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def start_metrics_listener(settings: Settings, cache: SharedCache) -> ThreadingHTTPServer:
+    """Serve /metrics from a daemon thread until the returned server's `shutdown()`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?", 1)[0] != "/metrics":
+                self.send_error(404, "only /metrics is served here")
+                return
+            body = metrics.render(cache.stats())
+            self.send_response(200)
+            self.send_header("Content-Type", metrics.CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug(format, *args)
+
+    server = ThreadingHTTPServer((settings.metrics_host, settings.metrics_port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    log.info("metrics on http://%s:%s/metrics", settings.metrics_host, settings.metrics_port)
+    return server

@@ -47,6 +47,11 @@ test *args="": test-deps
 test-fast *args="": test-deps
     {{python}} -m pytest -m "not slow" {{args}}
 
+# Run the suite (or chosen tests) N times; every failure is printed with its run number.
+# just test-repeat 10 tests/test_faults.py -k sigkill
+test-repeat runs *args="": test-deps
+    bash infra/test-repeat.sh {{runs}} {{args}}
+
 # Versions already pinned stay unless asked: ./dev lock --upgrade, ./dev lock --upgrade-package granian
 # Re-pin the dependencies with hashes (requirements*.lock) after editing pyproject.toml.
 lock *args="":
@@ -59,7 +64,7 @@ lock_flags := "--universal --python-version 3.11 --generate-hashes --custom-comp
 lint:
     .venv/bin/ruff check service tests bench
     .venv/bin/ruff format --check service tests bench
-    .venv/bin/mypy service bench
+    .venv/bin/mypy service bench tests
 
 # Every benchmark, each with its ceiling in the same run (minutes); --quick, --plots (sweeps).
 bench *args="": infra-up bench-deps

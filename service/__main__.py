@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from service import logs
-from service.config import load_settings
+from service.config import Settings, load_settings
 from service.errors import ServiceError
 
 log = logging.getLogger("service")
@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
         help="also run the demo producer at this many orders per second",
     )
     commands.add_parser("consume", help="the Kafka consumer only")
-    commands.add_parser("serve", help="the HTTP API workers only")
+    commands.add_parser("serve", help="the HTTP API workers only").set_defaults(demo_rate=None)
     produce = commands.add_parser("produce", help="send demo orders to the topic")
     produce.add_argument("--count", type=int, default=100)
     produce.add_argument("--rate", type=float, default=None, help="orders per second")
@@ -45,50 +45,60 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from service.runner import Parts, run
+
+    return run(settings, Parts(consumer=args.command == "run", demo_rate=args.demo_rate))
+
+
+def _consume(settings: Settings, _: argparse.Namespace) -> int:
+    from service.ingest.consumer import run_consumer
+
+    run_consumer(settings)
+    return 0
+
+
+def _produce(settings: Settings, args: argparse.Namespace) -> int:
+    from service.produce import produce
+
+    reference = Path(settings.web_dir) / "example-order.json" if args.reference else None
+    produce(settings, args.count, args.rate, args.invalid_ratio, reference, args.seed)
+    return 0
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from service.store import migrate
+    from service.store.db import connect
+
+    directory = Path(settings.migrations_dir)
+    with connect(settings) as conn:
+        if args.direction == "up":
+            applied = migrate.up(conn, directory)
+            print(f"applied {applied or 'nothing'}; version {migrate.current_version(conn)}")
+        elif args.direction == "down":
+            reverted = migrate.down(conn, directory, args.steps)
+            print(f"reverted {reverted or 'nothing'}; version {migrate.current_version(conn)}")
+        else:
+            print(migrate.current_version(conn))
+    return 0
+
+
+# Imported inside each command: the metrics module must see METRICS_DIR before
+# prometheus_client loads.
+_COMMANDS = {
+    "run": _run,
+    "serve": _run,
+    "consume": _consume,
+    "produce": _produce,
+    "migrate": _migrate,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = load_settings()
     logs.configure(settings)
-    # Imported here: the metrics module must see METRICS_DIR before prometheus_client loads.
-    match args.command:
-        case "run" | "serve":
-            from service.runner import Parts, run
-
-            parts = Parts(
-                consumer=args.command == "run", api=True, demo_rate=getattr(args, "demo_rate", None)
-            )
-            return run(settings, parts)
-        case "consume":
-            from service.ingest.consumer import run_consumer
-
-            run_consumer(settings)
-            return 0
-        case "produce":
-            from service.produce import produce
-
-            reference = Path(settings.web_dir) / "example-order.json" if args.reference else None
-            produce(settings, args.count, args.rate, args.invalid_ratio, reference, args.seed)
-            return 0
-        case "migrate":
-            from service.store import migrate
-            from service.store.db import connect
-
-            directory = Path(settings.migrations_dir)
-            with connect(settings) as conn:
-                if args.direction == "up":
-                    applied = migrate.up(conn, directory)
-                    print(
-                        f"applied {applied or 'nothing'}; version {migrate.current_version(conn)}"
-                    )
-                elif args.direction == "down":
-                    reverted = migrate.down(conn, directory, args.steps)
-                    print(
-                        f"reverted {reverted or 'nothing'}; version {migrate.current_version(conn)}"
-                    )
-                else:
-                    print(migrate.current_version(conn))
-            return 0
-    return 2
+    return _COMMANDS[args.command](settings, args)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ DEFAULT_METRICS_DIR = "/tmp/order-service-metrics"
 # is memory held for nothing (CACHE_SIZE x 4096 held 4 GB for 1.3 GB of orders).
 BYTES_PER_CACHED_ORDER = 2048
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+# ASCII digits only: str.isdigit() also accepts superscripts, which int() then refuses.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -95,7 +97,6 @@ class Settings:
     http_host: str
     http_port: int
     http_workers: int
-    metrics_dir: str
     # 0: /metrics on the public HTTP port; otherwise only on this internal listener.
     metrics_port: int
     metrics_host: str
@@ -143,7 +144,7 @@ class _Reader:
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
         value = self.raw(name, str(default)).strip()
-        number = int(value) if value.lstrip("-").isdigit() else None
+        number = int(value) if _INTEGER.fullmatch(value) else None
         if number is None or not low <= number <= high:
             raise ConfigError(
                 f"Config {name!r} has value {value!r}. Expected an integer from {low} to {high}."
@@ -300,7 +301,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_host=env.text("HTTP_HOST", "127.0.0.1"),
         http_port=env.integer("HTTP_PORT", 8082, 1, 65535),
         http_workers=env.integer("HTTP_WORKERS", 2, 1, 64),
-        metrics_dir=env.text("METRICS_DIR", DEFAULT_METRICS_DIR),
         metrics_port=env.integer("METRICS_PORT", 0, 0, 65535),
         metrics_host=env.text("METRICS_HOST", "127.0.0.1"),
         recent_orders=env.choice("RECENT_ORDERS", "ON", ("ON", "OFF")) == "ON",

@@ -15,6 +15,7 @@ from service.cache import SharedCache
 from service.config import Settings
 from service.ingest.kafka import ensure_topics
 from service.metrics_listener import start_metrics_listener
+from service.store.migrate import require_current
 from service.warmup import warm_cache
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,9 @@ BACKPRESSURE_PER_WORKER = 1_024
 
 @dataclass(frozen=True, slots=True)
 class Parts:
+    """What runs beside the HTTP workers: the consumer, the demo producer."""
+
     consumer: bool
-    api: bool
     demo_rate: float | None = None
 
 
@@ -79,8 +81,7 @@ def _children(settings: Settings, parts: Parts, log_config: str) -> dict[str, li
     commands = {}
     if parts.consumer:
         commands["consumer"] = [*service, "consume"]
-    if parts.api:
-        commands["api"] = _granian_command(settings, log_config)
+    commands["api"] = _granian_command(settings, log_config)
     if parts.demo_rate:
         commands["producer"] = [
             *service,
@@ -113,6 +114,7 @@ def _stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
 def run(settings: Settings, parts: Parts) -> int:
     """Run the chosen parts until SIGTERM/SIGINT or until one of them dies; return exit code."""
     metrics.reset_metrics_dir()
+    require_current(settings)
     ensure_topics(settings)
     cache = SharedCache.create(settings.cache_name, settings.cache_size, settings.cache_bytes)
     stopping = False
@@ -134,7 +136,7 @@ def run(settings: Settings, parts: Parts) -> int:
         for name, command in _children(settings, parts, log_config).items():
             processes[name] = subprocess.Popen(command, env=env)
         warm_cache(settings, cache)
-        if parts.api and settings.log_format == "TEXT":
+        if settings.log_format == "TEXT":
             url = f"http://{settings.http_host}:{settings.http_port}"
             print(
                 f"\n  Order page:  {url}/\n  Try:         curl {url}/order/f563feb7b2b84b6test\n",

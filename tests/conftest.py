@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 
 from service.config import Settings, load_settings
 
@@ -68,6 +68,18 @@ def settings(infrastructure: None, base_env: dict[str, str]) -> Iterator[Setting
     )
     yield settings
     drop_database(admin, settings.postgres_db)
+
+
+@pytest.fixture
+def empty_database(settings: Settings, base_env: dict[str, str]) -> Iterator[Settings]:
+    """Settings for a database of this test alone, created without the schema (dropped at the
+    end): for tests that migrate, or need no schema, without touching the run's database."""
+    name = f"{settings.postgres_db}_{uuid.uuid4().hex[:8]}"
+    admin = load_settings({**base_env, "POSTGRES_DB": "postgres"}).postgres_conninfo
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield load_settings({**base_env, "POSTGRES_DB": name})
+    drop_database(admin, name)
 
 
 def drop_database(admin: str, name: str, tries: int = 20) -> None:

@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def produce(
-    brokers: str, topic: str, values: list[bytes], keys: list[str | None] | None = None
+    brokers: str, topic: str, values: Sequence[bytes], keys: Sequence[str | None] | None = None
 ) -> None:
     producer = Producer(
         {
@@ -72,7 +72,12 @@ def read_all(brokers: str, topic: str, expected: int, seconds: float = 60.0) -> 
 
 
 def headers(message: Message) -> dict[str, str]:
-    return {key: (value or b"").decode() for key, value in message.headers() or []}
+    """A message's headers as text (the service sends them as UTF-8 bytes, in a list)."""
+    raw = message.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return {
+        key: value.decode() if isinstance(value, bytes) else value or "" for key, value in pairs
+    }
 
 
 @contextmanager

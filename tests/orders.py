@@ -6,7 +6,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from service.model import Order, decode_order, encode_order
+from service.model import Order, decode_order
 from service.produce import random_order
 
 REFERENCE = Path(__file__).resolve().parents[1] / "web" / "example-order.json"
@@ -28,7 +28,3 @@ def as_order(raw: bytes | dict[str, Any]) -> Order:
 def random_orders(count: int, seed: int = 0) -> list[Order]:
     rng = random.Random(seed)
     return [random_order(rng) for _ in range(count)]
-
-
-def order_bytes(order: Order) -> bytes:
-    return encode_order(order)

@@ -17,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from service.cache import SharedCache
 from service.cache.layout import HEADER_SIZE, SEQ_W, Offsets, record_size, slot_count_for
 from service.cache.region import region_path
-from service.errors import CacheError
+from service.errors import CacheError, CacheKeyError
 
 SHM = Path("/dev/shm")
 BIG_BUDGET = 1 << 20
@@ -78,7 +78,7 @@ def test_missing_key_and_unusable_keys_read_as_misses(cache: SharedCache) -> Non
 
 def test_put_rejects_keys_that_are_empty_overlong_or_not_ascii(cache: SharedCache) -> None:
     for key in ("", "x" * 65, "zakaz-\u00fc"):
-        with pytest.raises(ValueError, match="cache key"):
+        with pytest.raises(CacheKeyError, match="cache key"):
             cache.put(key, b"v")
     assert cache.stats().entries == 0
 

@@ -9,7 +9,9 @@ how many reads hit varies from run to run, but every one of them must be valid.
 
 import mmap
 import multiprocessing
+import os
 import random
+import signal
 import time
 import uuid
 import zlib
@@ -184,6 +186,26 @@ def children() -> Iterator[list[Child]]:
         child.close()
 
 
+def stopped(pid: int) -> bool:
+    """Whether the process is in the stopped state (SIGSTOP is delivered asynchronously)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def freeze_mid_update(writer: Child, name: str, tries: int = 100_000) -> int:
+    """Stop the writer with SIGSTOP until it is caught inside an update (seqlock odd), letting
+    it run on whenever it was caught between two; return how many freezes it took."""
+    pid = writer.process.pid
+    assert pid is not None
+    for attempt in range(1, tries + 1):
+        os.kill(pid, signal.SIGSTOP)
+        while not stopped(pid):
+            time.sleep(0)
+        if seq_is_odd(name):
+            return attempt
+        os.kill(pid, signal.SIGCONT)
+    raise AssertionError(f"the writer was never caught mid-update in {tries} freezes")
+
+
 def assert_every_value_valid(cache: SharedCache) -> int:
     values = {key: cache.get(key) for key in KEYS}
     assert all(value is None or is_valid(key, value) for key, value in values.items())
@@ -237,21 +259,20 @@ def test_a_writer_killed_mid_write_leaves_the_cache_usable_and_the_next_writer_r
     reader = Child(read_for, name, 60.0, 9)  # reads through every kill and recovery
     children.append(reader)
     assert reader.receive() == "reading"
-    killed_mid_update = 0
+    freezes = 0
     for round_ in range(KILL_ROUNDS):
         writer = Child(write_forever, name, round_)
         children.append(writer)
         assert writer.receive() == "writing"
-        time.sleep(random.uniform(0, 0.02))
+        freezes += freeze_mid_update(writer, name)
         writer.kill()
         assert writer.process.exitcode == -9
-        killed_mid_update += seq_is_odd(name)
         assert_every_value_valid(cache)
         assert_writes_work(cache)
         assert not seq_is_odd(name)
     reader.conn.send("stop")
     reads = reader.finish()
-    print(f"\nwriter killed {KILL_ROUNDS} times, {killed_mid_update} mid-update; reader: {reads}")
+    print(f"\nwriter killed mid-update {KILL_ROUNDS} times ({freezes} freezes); reader: {reads}")
     assert reads["invalid"] == 0
 
 

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
 
 from service.config import Settings, load_settings
 from service.errors import StoreRejected
@@ -150,7 +151,7 @@ def test_a_hostile_message_is_either_stored_or_refused_with_a_reason(
 @pytest.fixture(scope="module")
 def fuzz_topic(base_env: dict[str, str], settings: Settings) -> Iterator[dict[str, str]]:
     """One consumer process for the whole fuzz run, on a topic of its own."""
-    topic = f"fuzz-{time.monotonic_ns()}"
+    topic = f"fuzz-{uuid.uuid4().hex[:12]}"
     env = {
         **base_env,
         "KAFKA_TOPIC": topic,
@@ -168,7 +169,7 @@ def _valid_uid(raw: bytes) -> str | None:
     return result.order_uid if isinstance(result, Order) else None
 
 
-FUZZ_TOTALS = {"messages": 0, "stored": 0, "dead_lettered": 0}
+FUZZ_TOTALS = {"messages": 0, "stored": 0, "dead_lettered": 0, "lost": 0}
 
 
 @settings(
@@ -199,21 +200,22 @@ def test_the_real_consumer_stores_or_dead_letters_every_hostile_message(
     dead = read_all(brokers, dlq, topic_size(brokers, dlq))
     by_value = {message.value(): headers(message) for message in dead}
     for raw in invalid:
-        assert raw in by_value, raw[:80]
-        assert by_value[raw]["error.kind"] in KINDS
-        assert by_value[raw]["error.message"]
+        if raw in by_value:
+            assert by_value[raw]["error.kind"] in KINDS
+            assert by_value[raw]["error.message"]
     refused = {
         uid
         for raw, meta in by_value.items()
         if meta["error.kind"] == "db_rejected" and (uid := _valid_uid(raw or b"")) in valid
     }
-    assert stored_count(db, sorted(valid)) + len(refused) == len(valid)
+    stored = stored_count(db, sorted(valid))
+    lost = len(valid) - stored - len(refused) + sum(raw not in by_value for raw in invalid)
     FUZZ_TOTALS["messages"] += len(batch)
-    FUZZ_TOTALS["stored"] += len(batch) - len(invalid)
-    FUZZ_TOTALS["dead_lettered"] += len(invalid)
-    print(
-        f"\nRELIABILITY fuzz_consumer: {' '.join(f'{k}={v}' for k, v in FUZZ_TOTALS.items())} lost=0"
-    )
+    FUZZ_TOTALS["stored"] += stored
+    FUZZ_TOTALS["dead_lettered"] += len(invalid) + len(refused)
+    FUZZ_TOTALS["lost"] += lost
+    print(f"\nRELIABILITY fuzz_consumer: {' '.join(f'{k}={v}' for k, v in FUZZ_TOTALS.items())}")
+    assert lost == 0
 
 
 # --- hostile HTTP --------------------------------------------------------------------------
@@ -224,7 +226,12 @@ def test_no_request_generated_from_the_schema_gets_a_server_error(api_url: str) 
     the documented 503 may appear. (Schemathesis' pytest plugin cannot load a schema from a
     fixture under pytest 9, so the operations are driven through their strategies here.)"""
     schema = schemathesis.openapi.from_url(f"{api_url}/schema/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), (
+            f"/schema has an operation schemathesis cannot read: {result}"
+        )
+        operations.append(result.ok())
     calls: list[int] = []
     for operation in operations:
         # Invalid inputs exist only where the schema constrains one: the query parameters.
@@ -234,12 +241,18 @@ def test_no_request_generated_from_the_schema_gets_a_server_error(api_url: str) 
 
             @settings(max_examples=100, deadline=None, database=None)
             @given(case=operation.as_strategy(generation_mode=mode))
-            def no_server_error(case: schemathesis.Case) -> None:
-                case.call_and_validate(base_url=api_url, checks=[not_a_server_error])
-                calls.append(1)
+            def no_server_error(case: schemathesis.Case[Any]) -> None:
+                response = case.call(base_url=api_url)
+                calls.append(response.status_code)
+                case.validate_response(response, checks=[not_a_server_error])
 
             no_server_error()
-    print(f"\nRELIABILITY schemathesis: operations={len(operations)} requests={len(calls)} 5xx=0")
+    server_errors = sum(status >= 500 for status in calls)
+    print(
+        f"\nRELIABILITY schemathesis: operations={len(operations)} requests={len(calls)} "
+        f"5xx={server_errors}"
+    )
+    assert server_errors == 0
 
 
 def raw_request(port: int, target: bytes, timeout: float = 10.0) -> int:
@@ -280,9 +293,11 @@ def test_a_hostile_order_id_is_400_or_404(api_url: str, target: bytes) -> None:
 
 def test_hostile_ids_leave_the_orders_table_alone(api_url: str, db: Conn) -> None:
     port = int(api_url.rsplit(":", 1)[1])
+    before = db.execute("SELECT order_uid, xmin::text FROM orders ORDER BY order_uid").fetchall()
     for target in HOSTILE_IDS.values():
         raw_request(port, target)
-    assert db.execute("SELECT count(*) FROM orders").fetchone() is not None
+    after = db.execute("SELECT order_uid, xmin::text FROM orders ORDER BY order_uid").fetchall()
+    assert after == before, "a hostile id changed the orders table"
 
 
 # --- slow and idle connections -----------------------------------------------------------
@@ -290,7 +305,9 @@ def test_hostile_ids_leave_the_orders_table_alone(api_url: str, db: Conn) -> Non
 IDLE_CONNECTIONS = 1_000
 SLOW_CONNECTIONS = 500
 FLOOD_SECONDS = 15.0
-NORMAL_SECONDS = 4.0  # below the server's 5 s header timeout: the whole flood is still open
+# Normal requests for this long after the first flood connection opened: below the server's
+# 5 s header timeout, so the flood is still open while they run.
+NORMAL_SECONDS = 4.0
 
 
 class Flood:
@@ -300,6 +317,7 @@ class Flood:
     def __init__(self, port: int, idle: int, slow: int, seconds: float) -> None:
         self._port = port
         self._seconds = seconds
+        self.opened_at = time.monotonic()
         self._idle = [self._connect() for _ in range(idle)]
         self._slow = [self._connect() for _ in range(slow)]
         for sock in self._slow:
@@ -350,15 +368,17 @@ def test_a_flood_of_idle_and_slow_connections_does_not_stop_normal_requests(
     port = int(api_url.rsplit(":", 1)[1])
     total = IDLE_CONNECTIONS + SLOW_CONNECTIONS
     latencies: list[float] = []
+    failed = 0
     with Flood(port, IDLE_CONNECTIONS, SLOW_CONNECTIONS, FLOOD_SECONDS) as flood:
         started = time.monotonic()
         with httpx.Client(base_url=api_url, timeout=10) as client:
-            while time.monotonic() - started < NORMAL_SECONDS:
+            while time.monotonic() < flood.opened_at + NORMAL_SECONDS:
                 began = time.monotonic()
-                assert client.get("/healthz").status_code == 200
-                miss = client.get(f"/order/{uuid.uuid4().hex}")
-                assert miss.status_code == 404, miss.text
+                health = client.get("/healthz").status_code
+                miss = client.get(f"/order/{uuid.uuid4().hex}").status_code
+                failed += (health, miss) != (200, 404)
                 latencies.append(time.monotonic() - began)
+        open_after_normal = total - flood.server_closed()
         wait_for(lambda: flood.server_closed() == total, FLOOD_SECONDS, "flood shed")
         shed_after = time.monotonic() - started
     latencies.sort()
@@ -366,6 +386,7 @@ def test_a_flood_of_idle_and_slow_connections_does_not_stop_normal_requests(
     print(
         f"\nRELIABILITY flood: idle={IDLE_CONNECTIONS} slow={SLOW_CONNECTIONS} "
         f"request_pairs={len(latencies)} p99_ms={p99 * 1000:.1f} max_ms={latencies[-1] * 1000:.1f} "
-        f"all_closed_by_server_after_s={shed_after:.1f} failed=0"
+        f"open_after_normal_requests={open_after_normal} "
+        f"all_closed_by_server_after_s={shed_after:.1f} failed={failed}"
     )
-    assert p99 < 1.0
+    assert failed == 0, f"{failed} of {len(latencies)} request pairs failed during the flood"

@@ -25,11 +25,12 @@ def tables(conn: psycopg.Connection[tuple[object, ...]]) -> set[str]:
 
 
 def test_migrations_go_up_down_and_up_again_on_the_real_server(
-    settings: Settings, db: psycopg.Connection[tuple[object, ...]]
+    empty_database: Settings,
 ) -> None:
-    directory = Path(settings.migrations_dir)
-    with psycopg.connect(settings.postgres_conninfo) as conn:
-        assert migrate.current_version(conn) == LATEST
+    directory = Path(empty_database.migrations_dir)
+    with psycopg.connect(empty_database.postgres_conninfo) as conn:
+        assert migrate.current_version(conn) == 0
+        assert migrate.up(conn, directory) == list(range(1, LATEST + 1))
         assert tables(conn) >= ALL_TABLES
 
         assert migrate.down(conn, directory, LATEST) == list(range(LATEST, 0, -1))
@@ -43,22 +44,23 @@ def test_migrations_go_up_down_and_up_again_on_the_real_server(
 
 
 def test_the_documents_migration_builds_a_body_for_every_order_already_stored(
-    settings: Settings, db: psycopg.Connection[tuple[object, ...]]
+    empty_database: Settings,
 ) -> None:
+    directory = Path(empty_database.migrations_dir)
     orders = random_orders(20, seed=2)
-    writer = OrderWriter(connect(settings))
-    try:
-        writer.write(orders)
-    finally:
-        writer.close()
-    directory = Path(settings.migrations_dir)
-    with psycopg.connect(settings.postgres_conninfo) as conn:
+    with psycopg.connect(empty_database.postgres_conninfo, autocommit=True) as conn:
+        migrate.up(conn, directory)
+        writer = OrderWriter(connect(empty_database))
+        try:
+            writer.write(orders)
+        finally:
+            writer.close()
         assert migrate.down(conn, directory, 1) == [LATEST]
         assert migrate.up(conn, directory) == [LATEST]
-    for order in orders:
-        body = stored_body(db, order.order_uid)
-        assert body is not None
-        assert decode_order(body) == order
+        for order in orders:
+            body = stored_body(conn, order.order_uid)
+            assert body is not None
+            assert decode_order(body) == order
 
 
 def test_a_migration_without_its_down_file_is_refused(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from service.config import Settings, load_settings
-from service.errors import StoreUnavailable
+from service.errors import StoreMisconfigured
 from service.store.db import connect
 from tests.certs import Authority, make_authority, make_certificate
 from tests.conftest import infra
@@ -106,7 +106,7 @@ def test_a_server_certificate_from_another_ca_is_refused_naming_the_setting(
         "POSTGRES_SSLMODE": "verify-full",
         "POSTGRES_SSLROOTCERT": str(stranger.cert),
     }
-    with pytest.raises(StoreUnavailable) as error:
+    with pytest.raises(StoreMisconfigured) as error:
         connect(load_settings(env))
     assert "certificate verify failed" in str(error.value)
     assert "POSTGRES_SSLROOTCERT" in str(error.value)
@@ -119,4 +119,4 @@ def test_a_server_certificate_from_another_ca_is_refused_naming_the_setting(
         check=False,
     )
     assert result.returncode == 1
-    assert "error: PostgreSQL TLS failed" in result.stderr
+    assert "To fix: check POSTGRES_SSLROOTCERT" in result.stderr

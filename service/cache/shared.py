@@ -62,7 +62,7 @@ from service.cache.region import (
     remove_files,
 )
 from service.cache.writer import CorruptError, Writer
-from service.errors import CacheError
+from service.errors import CacheError, CacheKeyError
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,9 @@ def _key_bytes(key: str) -> bytes:
     try:
         data = key.encode("ascii")
     except UnicodeEncodeError:
-        raise ValueError(f"cache key {key!r} is not ASCII") from None
+        raise CacheKeyError(f"cache key {key!r} is not ASCII") from None
     if not 0 < len(data) <= MAX_KEY_LEN:
-        raise ValueError(f"cache key {key!r} must be 1-{MAX_KEY_LEN} characters")
+        raise CacheKeyError(f"cache key {key!r} must be 1-{MAX_KEY_LEN} characters")
     return data
 
 

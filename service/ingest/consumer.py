@@ -38,6 +38,7 @@ from service.ingest.kafka import consumer_config, ensure_topics
 from service.ingest.progress import IngestProgress
 from service.model import Order, Rejection, decode_order, encode_order
 from service.store.db import connect
+from service.store.migrate import require_current
 from service.store.writer import OrderWriter, Rejected
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,7 @@ def _attach_cache(settings: Settings) -> SharedCache | None:
 def run_consumer(settings: Settings) -> None:
     """Create topics, then consume until SIGTERM or SIGINT; the batch in hand is finished.
     Stored orders go to the shared cache when its owner (`serve` or `run`) has created it."""
+    require_current(settings)
     ensure_topics(settings)
     cache = _attach_cache(settings)
     consumer = OrderConsumer(settings, cache.put_many if cache is not None else None)

@@ -1,9 +1,12 @@
 """Connections to PostgreSQL and the one place psycopg errors become service errors.
 
-Callers see `StoreUnavailable` (retry later: the server is down, restarting or unreachable)
-or `StoreRejected` (the data itself was refused: retrying the same rows cannot help).
+Callers see `StoreUnavailable` (retry later: the server is down, restarting or unreachable),
+`StoreMisconfigured` (an operator must act: wrong credentials, no such database, the schema
+missing or a privilege not granted; the message says what to do) or `StoreRejected` (the data
+itself was refused: retrying the same rows cannot help).
 """
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,7 +16,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from service.config import Settings
-from service.errors import StoreRejected, StoreUnavailable
+from service.errors import StoreMisconfigured, StoreRejected, StoreUnavailable
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 Pool = AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]
@@ -23,33 +26,62 @@ CONNECT_TIMEOUT_S = 5
 # SQLSTATE classes that describe the rows, not the server: 22 data exception,
 # 23 integrity constraint violation.
 _DATA_CLASSES = ("22", "23")
-# libpq's words for a TLS failure that only a setting can fix, not a retry.
-_TLS_FAILURES = (
-    "certificate verify failed",
-    "does not match host name",
-    "root certificate file",
-    "server does not support SSL",
-)
+# Not a SQLSTATE: the key of TLS failures, which are the client's to fix.
+_TLS = "TLS"
+MIGRATE_HINT = "run `./dev migrate-up` (in a container: `python -m service migrate up`)"
+# What an operator does about each SQLSTATE (exact code first, then its class): 28 invalid
+# authorization, 3D no such database, 42 a missing table or column, or a privilege not granted.
+_OPERATOR_FIXES = {
+    "42501": "grant the role POSTGRES_USER the privilege, or connect as the schema's owner",
+    "28": "check POSTGRES_USER and POSTGRES_PASSWORD",
+    "3D": "check POSTGRES_DB, or create that database",
+    "42": f"the schema is missing or older than this build: {MIGRATE_HINT}",
+    _TLS: "check POSTGRES_SSLROOTCERT (the CA that signed the server's certificate), "
+    "POSTGRES_SSLMODE, and that POSTGRES_HOST is a name the certificate is for",
+}
+# A failed connection carries no SQLSTATE (libpq reports the server's FATAL as text), so the
+# server's own wording picks the fix. Messages are in English unless the server's lc_messages
+# says otherwise; an unrecognised one stays StoreUnavailable, which is retried.
+_CONNECT_FAILURES = {
+    "password authentication failed": "28",
+    "no pg_hba.conf entry": "28",
+    "role .* does not exist": "28",
+    "database .* does not exist": "3D",
+    "permission denied for database": "42501",
+    # libpq's own words for a TLS failure, which never reaches the server.
+    "certificate verify failed": _TLS,
+    "does not match host name": _TLS,
+    "root certificate file": _TLS,
+    "server does not support SSL": _TLS,
+}
 
 
-def translate(exc: psycopg.Error) -> StoreUnavailable | StoreRejected:
+def _operator_fix(exc: psycopg.Error) -> str | None:
+    sqlstate = exc.sqlstate
+    if sqlstate is None and isinstance(exc, psycopg.OperationalError):
+        text = str(exc)
+        sqlstate = next((c for p, c in _CONNECT_FAILURES.items() if re.search(p, text)), None)
+    if sqlstate is None:
+        return None
+    return _OPERATOR_FIXES.get(sqlstate) or _OPERATOR_FIXES.get(sqlstate[:2])
+
+
+def translate(exc: psycopg.Error) -> StoreUnavailable | StoreMisconfigured | StoreRejected:
     """Map a psycopg error to the service error that tells the caller what to do next."""
     sqlstate = exc.sqlstate or ""
     if sqlstate[:2] in _DATA_CLASSES:
         return StoreRejected(f"PostgreSQL rejected the data: {exc.diag.message_primary or exc}")
-    text = str(exc).strip()
-    if any(words in text for words in _TLS_FAILURES):
-        return StoreUnavailable(
-            f"PostgreSQL TLS failed: {text}. Check 'POSTGRES_SSLROOTCERT' (the CA that signed "
-            "the server's certificate), 'POSTGRES_SSLMODE', and that 'POSTGRES_HOST' is a name "
-            "the certificate is for."
-        )
-    return StoreUnavailable(f"PostgreSQL is unavailable: {str(exc).strip() or type(exc).__name__}")
+    # The server's one-line message when there is one (str() adds the statement's text).
+    reason = exc.diag.message_primary or " ".join(str(exc).split()) or type(exc).__name__
+    fix = _operator_fix(exc)
+    if fix is not None:
+        return StoreMisconfigured(f"PostgreSQL refused the service: {reason}. To fix: {fix}.")
+    return StoreUnavailable(f"PostgreSQL is unavailable: {reason}")
 
 
 @contextmanager
 def translated_errors() -> Iterator[None]:
-    """Re-raise psycopg errors in the block as StoreUnavailable or StoreRejected."""
+    """Re-raise psycopg errors in the block as the service errors `translate` picks."""
     try:
         yield
     except psycopg.Error as exc:
@@ -90,7 +122,7 @@ def async_pool(settings: Settings) -> Pool:
         max_size=settings.postgres_pool_size,
         conninfo=settings.postgres_conninfo,
         # Reads only: autocommit saves a COMMIT round trip per query. Broken connections are
-        # handled where a read fails (reader._query), not by a check on every checkout.
+        # handled where a read fails (reader._query_retrying), not by a check on every checkout.
         kwargs={
             "connect_timeout": CONNECT_TIMEOUT_S,
             "options": f"{_SESSION_OPTIONS} -c statement_timeout={READ_STATEMENT_TIMEOUT_MS}",

@@ -10,8 +10,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.errors import ConfigError, StoreRejected
-from service.store.db import Connection, translated_errors
+from service.config import Settings
+from service.errors import ConfigError, MigrationError, StoreMisconfigured
+from service.store.db import MIGRATE_HINT, Connection, connect, translated_errors
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,32 @@ def current_version(conn: Connection) -> int:
     return int(str(row[0]))
 
 
+def require_current(settings: Settings) -> None:
+    """Before consuming or serving: the database answers and its schema is this build's."""
+    with connect(settings) as conn:
+        check_current(conn, Path(settings.migrations_dir))
+
+
+def check_current(conn: Connection, directory: Path) -> None:
+    """Raise StoreMisconfigured, saying how to fix it, unless every migration in `directory`
+    is applied. Reads only: a service must not create tables as a side effect of a check."""
+    latest = max((m.version for m in discover(directory)), default=0)
+    with translated_errors():
+        exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+        row = (
+            conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+            if exists is not None and exists[0]
+            else None
+        )
+        conn.rollback()
+    version = int(str(row[0])) if row is not None else 0
+    if version < latest:
+        raise StoreMisconfigured(
+            f"The database {conn.info.dbname!r} is at schema version {version} and this build "
+            f"needs {latest}: {MIGRATE_HINT}."
+        )
+
+
 def _step(
     conn: Connection,
     sql: str,
@@ -107,7 +134,10 @@ def down(conn: Connection, directory: Path, steps: int) -> list[int]:
             break
         migration = by_version.get(version)
         if migration is None:
-            raise StoreRejected(f"database is at version {version}, which has no down file here")
+            raise MigrationError(
+                f"The database is at schema version {version}, which has no down file in "
+                f"{directory}: revert it with the build that applied it."
+            )
         log.info("reverting migration %04d %s", migration.version, migration.name)
         _step(
             conn,

@@ -121,8 +121,9 @@ async def fetch_recent(pool: Pool, limit: int) -> list[OrderSummary]:
 
 
 async def ping(pool: Pool) -> None:
-    """Raise StoreUnavailable unless a query goes through."""
-    await _query(pool, "SELECT 1", ())
+    """Raise StoreUnavailable unless a read of the table misses use goes through, or
+    StoreMisconfigured when the schema or a privilege is missing."""
+    await _query(pool, "SELECT 1 FROM order_documents LIMIT 0", ())
 
 
 def newest_documents(

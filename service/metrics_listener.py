@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from service import metrics
 from service.cache import SharedCache
 from service.config import Settings
+from service.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,15 @@ def start_metrics_listener(settings: Settings, cache: SharedCache) -> ThreadingH
         def log_message(self, format: str, *args: object) -> None:
             log.debug(format, *args)
 
-    server = ThreadingHTTPServer((settings.metrics_host, settings.metrics_port), Handler)
+    address = (settings.metrics_host, settings.metrics_port)
+    try:
+        server = ThreadingHTTPServer(address, Handler)
+    except OSError as exc:
+        raise ConfigError(
+            f"Config 'METRICS_PORT'/'METRICS_HOST': cannot listen on "
+            f"{settings.metrics_host}:{settings.metrics_port} ({exc.strerror}). Choose a free "
+            "port and an address of this host."
+        ) from exc
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     log.info("metrics on http://%s:%s/metrics", settings.metrics_host, settings.metrics_port)

@@ -128,8 +128,10 @@ def run(settings: Settings, parts: Parts) -> int:
     signal.signal(signal.SIGINT, request_stop)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     log_config = logs.granian_config_file(settings)
-    listener = start_metrics_listener(settings, cache) if settings.metrics_port else None
+    listener = None
     try:
+        if settings.metrics_port:
+            listener = start_metrics_listener(settings, cache)
         # The children start first, so granian's start overlaps the warm-up; /readyz answers
         # 503 until the warm-up marks the cache ready, and a miss meanwhile reads PostgreSQL.
         env = dict(os.environ, METRICS_DIR=str(metrics.METRICS_DIR))

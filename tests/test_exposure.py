@@ -2,11 +2,17 @@
 orders, which carry customer ids, can be turned off or put behind a token; by default both
 stay on the public port, as `./dev up` has always served them."""
 
+import socket
+import uuid
+
 import httpx
 import pytest
 
 from service.api.app import create_app
+from service.cache import SharedCache
 from service.config import load_settings
+from service.errors import ConfigError
+from service.metrics_listener import start_metrics_listener
 from tests.conftest import free_port, service_process, service_url, wait_until_ready
 
 
@@ -53,3 +59,19 @@ def test_internal_metrics_and_a_token_for_recent_orders(service_env: dict[str, s
         allowed = httpx.get(f"{url}/orders", headers={"Authorization": "Bearer s3cret"})
         assert allowed.status_code == 200
         assert isinstance(allowed.json(), list)
+
+
+def test_a_metrics_port_in_use_stops_the_start_naming_the_setting() -> None:
+    name = f"exposure-{uuid.uuid4().hex[:10]}"
+    cache = SharedCache.create(name, 10, 1 << 20)
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            settings = load_settings({"METRICS_PORT": str(port)})
+            with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+                start_metrics_listener(settings, cache)
+    finally:
+        cache.close()
+        cache.unlink()

@@ -19,7 +19,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _PREFIX = "/order/"
-# Every HTTP request, whichever of the fast path and Litestar answers it.
+# Requests Litestar answers. Not the fast path's: an observation costs about 4 us (timeit,
+# noisy), near a fifth of a hit at 45k/s; the RSGI rewrite of the hit path times its own.
 _LATENCY = metrics.HTTP_REQUEST_SECONDS
 
 
@@ -30,30 +31,29 @@ class CacheFastPath:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path: str = scope["path"]
+            if path.startswith(_PREFIX):
+                uid = path[len(_PREFIX) :]
+                if valid_order_uid(uid):
+                    answer = await find_order(self.app.state.orders, uid)
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": answer.status,
+                            "headers": [
+                                (b"content-type", answer.media_type.encode()),
+                                (b"content-length", str(len(answer.body)).encode()),
+                            ],
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": answer.body})
+                    return
         if scope["type"] != "http":
             await self.app(scope, receive, send)  # type: ignore[arg-type]
             return
         started = time.perf_counter()
         try:
-            if scope["method"] == "GET" and scope["path"].startswith(_PREFIX):
-                uid = scope["path"][len(_PREFIX) :]
-                if valid_order_uid(uid):
-                    await self._answer(uid, send)
-                    return
             await self.app(scope, receive, send)  # type: ignore[arg-type]
         finally:
             _LATENCY.observe(time.perf_counter() - started)
-
-    async def _answer(self, uid: str, send: Send) -> None:
-        answer = await find_order(self.app.state.orders, uid)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": answer.status,
-                "headers": [
-                    (b"content-type", answer.media_type.encode()),
-                    (b"content-length", str(len(answer.body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": answer.body})

@@ -10,7 +10,8 @@ import random
 import subprocess
 import time
 import uuid
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -18,6 +19,7 @@ from confluent_kafka import Producer
 
 from bench import processes
 from bench.common import fresh_database, log
+from service.cache import SharedCache
 from service.config import Settings
 from service.ingest.kafka import ensure_topics, producer_config
 from service.model import Order, encode_order
@@ -73,6 +75,18 @@ def preloaded(count: int, batch_size: int = BATCH_SIZE, database: str = DATABASE
     log(f"preloading {count:,} orders ({items:,} items) into {settings.kafka_topic}")
     preload(settings, orders)
     return Preloaded(settings, {**base, "POSTGRES_DB": settings.postgres_db}, orders)
+
+
+@contextmanager
+def cache_region(settings: Settings) -> Iterator[SharedCache]:
+    """The shared cache region the consumers fill, created as `python -m service run` creates
+    it (CACHE_SIZE, CACHE_BYTES), so that the figure includes the work of filling it."""
+    cache = SharedCache.create(settings.cache_name, settings.cache_size, settings.cache_bytes)
+    try:
+        yield cache
+    finally:
+        cache.close()
+        cache.unlink()
 
 
 def consumer(env: dict[str, str]) -> AbstractContextManager[subprocess.Popen[bytes]]:

@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 
 from bench import cli
 from bench.common import REPO, log, result
-from bench.preload import consumer, count_orders, preloaded
+from bench.preload import cache_region, consumer, count_orders, preloaded
 from service.config import Settings
 from service.store.rows import TABLES
 
@@ -104,7 +104,8 @@ def group_is_stable(admin: AdminClient, group: str, members: int) -> bool:
 def run_consumers(
     settings: Settings, env: dict[str, str], count: int, total: int
 ) -> dict[str, Any]:
-    """`count` consumer processes in a new group until `total` orders are stored."""
+    """`count` consumer processes in a new group, filling one cache region as the consumer of
+    `python -m service run` does, until `total` orders are stored."""
     group = f"{settings.kafka_group}-{count}"
     run_env = {**env, "KAFKA_GROUP": group}
     admin = AdminClient({"bootstrap.servers": settings.kafka_brokers})
@@ -113,6 +114,7 @@ def run_consumers(
         ExitStack() as stack,
     ):
         conn.execute(f"TRUNCATE {', '.join(TABLES)}")
+        stack.enter_context(cache_region(settings))
         processes = [stack.enter_context(consumer(run_env)) for _ in range(count)]
         while not group_is_stable(admin, group, count):
             check_alive(processes)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from service import logs
 from service.config import Settings, load_settings
-from service.errors import ServiceError
+from service.errors import OPERATOR_ERROR_EXIT, OperatorError, ServiceError
 
 log = logging.getLogger("service")
 
@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
+    except OperatorError as exc:
+        logs.report_fatal(str(exc))
+        sys.exit(OPERATOR_ERROR_EXIT)
     except ServiceError as exc:
         logs.report_fatal(str(exc))
         sys.exit(1)

@@ -9,7 +9,16 @@ class ServiceError(Exception):
     """Base of every error the service raises on purpose."""
 
 
-class ConfigError(ServiceError):
+class OperatorError(ServiceError):
+    """Something only an operator can fix (a setting, credentials, the schema): the process
+    stops with OPERATOR_ERROR_EXIT and is not restarted, since running again cannot help."""
+
+
+# sysexits.h's EX_CONFIG: tells the runner (and any supervisor) not to restart the process.
+OPERATOR_ERROR_EXIT = 78
+
+
+class ConfigError(OperatorError):
     """A setting is missing or has a value that cannot be used."""
 
 
@@ -17,7 +26,7 @@ class StoreUnavailable(ServiceError):
     """PostgreSQL cannot be reached or refused the connection; retrying later may succeed."""
 
 
-class StoreMisconfigured(ServiceError):
+class StoreMisconfigured(OperatorError):
     """PostgreSQL refused us for a reason only an operator can fix (credentials, a missing
     database, schema or privilege); retrying cannot help, so it is reported, not retried."""
 
@@ -26,7 +35,7 @@ class StoreRejected(ServiceError):
     """PostgreSQL refused the data itself; retrying the same rows will fail again."""
 
 
-class MigrationError(ServiceError):
+class MigrationError(OperatorError):
     """The migration files and the database's schema version do not fit together."""
 
 
@@ -40,3 +49,11 @@ class CacheKeyError(ServiceError):
 
 class BrokerUnavailable(ServiceError):
     """Kafka cannot be reached or refused an operation."""
+
+
+class ConsumerCrashLoop(ServiceError):
+    """The consumer process keeps dying soon after each restart; restarting it more is futile."""
+
+
+class ConsumerStopped(OperatorError):
+    """The consumer stopped on an operator error; restarting it cannot help."""

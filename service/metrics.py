@@ -64,11 +64,13 @@ def reset_metrics_dir() -> None:
 CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
-def render(cache: CacheStats) -> bytes:
-    """The Prometheus text exposition of every process's metrics and the cache's figures."""
+def render(cache: CacheStats, extra: list[str]) -> bytes:
+    """The Prometheus text exposition of every process's metrics, the cache's figures and
+    `extra` lines."""
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(METRICS_DIR))  # type: ignore[no-untyped-call]
     extra = [
+        *extra,
         *_family("cache_entries", "gauge", "Orders in the shared cache", cache.entries),
         *_family("cache_bytes", "gauge", "Bytes of order data in the cache", cache.bytes_used),
         *_family("cache_capacity", "gauge", "Orders the cache can hold", cache.capacity),

@@ -6,7 +6,7 @@ import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from service import metrics
+from service import consumer_state, metrics
 from service.cache import SharedCache
 from service.config import Settings
 from service.errors import ConfigError
@@ -22,7 +22,9 @@ def start_metrics_listener(settings: Settings, cache: SharedCache) -> ThreadingH
             if self.path.split("?", 1)[0] != "/metrics":
                 self.send_error(404, "only /metrics is served here")
                 return
-            body = metrics.render(cache.stats())
+            consumer = consumer_state.read()
+            extra = consumer_state.metric_lines(consumer) if consumer is not None else []
+            body = metrics.render(cache.stats(), extra)
             self.send_response(200)
             self.send_header("Content-Type", metrics.CONTENT_TYPE)
             self.send_header("Content-Length", str(len(body)))

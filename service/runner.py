@@ -16,6 +16,7 @@ from service.config import Settings
 from service.ingest.kafka import ensure_topics
 from service.metrics_listener import start_metrics_listener
 from service.store.migrate import require_current
+from service.supervisor import ConsumerSupervisor
 from service.warmup import warm_cache
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,8 @@ def _stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
 
 
 def run(settings: Settings, parts: Parts) -> int:
-    """Run the chosen parts until SIGTERM/SIGINT or until one of them dies; return exit code."""
+    """Run the chosen parts until SIGTERM/SIGINT or until one of them dies, the consumer
+    excepted: it is restarted (see service.supervisor). Return the exit code."""
     metrics.reset_metrics_dir()
     require_current(settings)
     ensure_topics(settings)
@@ -129,13 +131,17 @@ def run(settings: Settings, parts: Parts) -> int:
     processes: dict[str, subprocess.Popen[bytes]] = {}
     log_config = logs.granian_config_file(settings)
     listener = None
+    consumer: ConsumerSupervisor | None = None
     try:
         if settings.metrics_port:
             listener = start_metrics_listener(settings, cache)
         # The children start first, so granian's start overlaps the warm-up; /readyz answers
         # 503 until the warm-up marks the cache ready, and a miss meanwhile reads PostgreSQL.
         env = dict(os.environ, METRICS_DIR=str(metrics.METRICS_DIR))
-        for name, command in _children(settings, parts, log_config).items():
+        commands = _children(settings, parts, log_config)
+        if "consumer" in commands:
+            consumer = ConsumerSupervisor(commands.pop("consumer"), env)
+        for name, command in commands.items():
             processes[name] = subprocess.Popen(command, env=env)
         warm_cache(settings, cache)
         if settings.log_format == "TEXT":
@@ -145,6 +151,8 @@ def run(settings: Settings, parts: Parts) -> int:
                 flush=True,
             )
         while not stopping:
+            if consumer is not None:
+                consumer.check()
             for name, process in processes.items():
                 if process.poll() is not None:
                     log.error("%s exited with code %s; stopping the rest", name, process.returncode)
@@ -152,7 +160,7 @@ def run(settings: Settings, parts: Parts) -> int:
             time.sleep(0.2)
         return 0
     finally:
-        _stop(processes)
+        _stop(processes if consumer is None else {"consumer": consumer.process, **processes})
         if listener is not None:
             listener.shutdown()
         os.unlink(log_config)

@@ -26,5 +26,7 @@ def as_order(raw: bytes | dict[str, Any]) -> Order:
 
 
 def random_orders(count: int, seed: int = 0) -> list[Order]:
+    """`count` valid orders, the same for the same seed. Tests share the run's database, so each
+    test passes an integer seed no other test uses (hypothesis-drawn ones are strings)."""
     rng = random.Random(seed)
     return [random_order(rng) for _ in range(count)]

@@ -6,7 +6,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from service.config import KafkaSecurity, load_settings
-from service.errors import ConfigError
+from service.errors import OPERATOR_ERROR_EXIT, ConfigError
 from service.ingest.kafka import admin_config, consumer_config, ensure_topics, producer_config
 
 
@@ -84,7 +84,7 @@ def test_the_service_refuses_to_start_with_a_bad_value() -> None:
         text=True,
         check=False,
     )
-    assert result.returncode == 1
+    assert result.returncode == OPERATOR_ERROR_EXIT
     assert "error: Config 'HTTP_PORT' has value 'eighty'" in result.stderr
 
 

@@ -15,6 +15,7 @@ import pytest
 from confluent_kafka import Consumer, Message, Producer
 
 from service.config import Settings, load_settings
+from service.errors import OPERATOR_ERROR_EXIT
 from service.ingest.kafka import consumer_config, producer_config
 from service.model import encode_order
 from tests.certs import make_authority
@@ -83,7 +84,7 @@ def start_error(env: dict[str, str]) -> str:
         timeout=90,
         check=False,
     )
-    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.returncode == OPERATOR_ERROR_EXIT, result.stderr[-2000:]
     return result.stderr
 
 

@@ -15,6 +15,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from service.config import Settings
+from service.errors import OPERATOR_ERROR_EXIT
 from service.logs import JsonFormatter, TextFormatter
 from service.model import encode_order
 from tests.conftest import REPO, service_url, wait_until_ready
@@ -148,7 +149,7 @@ def test_a_start_refused_in_json_mode_says_so_in_json() -> None:
         check=False,
         cwd=Path(REPO),
     )
-    assert result.returncode == 1
+    assert result.returncode == OPERATOR_ERROR_EXIT
     (line,) = json_lines(result.stderr)
     assert line["level"] == "CRITICAL"
     assert line["message"].startswith("Config 'HTTP_PORT' has value 'eighty'")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from service.config import Settings, load_settings
-from service.errors import StoreMisconfigured
+from service.errors import OPERATOR_ERROR_EXIT, StoreMisconfigured
 from service.store.db import connect
 from tests.conftest import REPO, service_process, service_url, wait_until_ready
 
@@ -40,7 +40,7 @@ def test_a_consumer_without_the_schema_exits_at_once_saying_to_migrate(
         timeout=60,
         check=False,
     )
-    assert result.returncode == 1
+    assert result.returncode == OPERATOR_ERROR_EXIT
     assert "is at schema version 0 and this build needs" in result.stderr
     assert "./dev migrate-up" in result.stderr
 

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from service.config import Settings, load_settings
-from service.errors import StoreMisconfigured
+from service.errors import OPERATOR_ERROR_EXIT, StoreMisconfigured
 from service.store.db import connect
 from tests.certs import Authority, make_authority, make_certificate
 from tests.conftest import infra
@@ -118,5 +118,5 @@ def test_a_server_certificate_from_another_ca_is_refused_naming_the_setting(
         text=True,
         check=False,
     )
-    assert result.returncode == 1
+    assert result.returncode == OPERATOR_ERROR_EXIT
     assert "To fix: check POSTGRES_SSLROOTCERT" in result.stderr

@@ -87,10 +87,10 @@ def test_an_order_the_database_rejects_is_isolated_and_the_rest_stored(
             reference_dict(items=[{**reference_dict()["items"][0], "name": "poison"}])
         )
         batch = [*orders[:17], poisoned, *orders[17:]]
-        stored, rejected = writer.write_isolating(batch)
+        stored, rejected = writer.write_isolating([(o, index) for index, o in enumerate(batch)])
     finally:
         db.execute("ALTER TABLE items DROP CONSTRAINT no_poison")
-    assert stored == orders
-    assert [order for order, _ in rejected] == [poisoned]
+    assert stored == [(order, encode_order(order)) for order in orders]
+    assert [index for index, _ in rejected] == [17]
     assert "no_poison" in str(rejected[0][1])
     assert read_back(db, poisoned.order_uid) is None

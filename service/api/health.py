@@ -4,7 +4,7 @@ from typing import Any
 
 from litestar import Response, get
 
-from service import metrics
+from service import consumer_state, metrics
 from service.api.problems import AnyRequest, problem
 from service.api.state import AppState
 from service.errors import StoreUnavailable
@@ -16,7 +16,12 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", summary="Warm-up is done and PostgreSQL answers")
+@get(
+    "/readyz",
+    summary="Warm-up is done and PostgreSQL answers",
+    description="The body also gives the consumer's state where this service runs one: the"
+    " API serves whether or not the consumer is running.",
+)
 async def readyz(request: AnyRequest) -> Response[Any]:
     state: AppState = request.app.state.orders
     if not state.cache.stats().ready:
@@ -25,10 +30,15 @@ async def readyz(request: AnyRequest) -> Response[Any]:
         await ping(state.pool)
     except StoreUnavailable as exc:
         return problem(503, "Service Unavailable", str(exc))
-    return Response({"status": "ready"})
+    consumer = consumer_state.read()
+    if consumer is None:
+        return Response({"status": "ready"})
+    return Response({"status": "ready", "consumer": consumer})
 
 
 @get("/metrics", sync_to_thread=False, summary="Prometheus metrics of every process")
 def prometheus_metrics(request: AnyRequest) -> Response[bytes]:
     state: AppState = request.app.state.orders
-    return Response(metrics.render(state.cache.stats()), media_type=metrics.CONTENT_TYPE)
+    consumer = consumer_state.read()
+    extra = consumer_state.metric_lines(consumer) if consumer is not None else []
+    return Response(metrics.render(state.cache.stats(), extra), media_type=metrics.CONTENT_TYPE)

@@ -1,22 +1,31 @@
-"""The consumer process: batches from Kafka, validated, stored, committed, cached.
+"""The consumer process: batches from Kafka, validated, stored, committed, cached, in a pipeline.
 
-Order of effects for each batch, which is what makes delivery at-least-once with no loss:
-  1. decode every message; refused ones are queued for the dead-letter topic;
-  2. store the valid ones in PostgreSQL (one transaction; retried while the database is down);
-  3. wait until Kafka has acknowledged every dead letter;
-  4. commit the batch's offsets synchronously;
-  5. hand the newly stored orders to the cache.
-A crash before 4 redelivers the batch, and the writer's ON CONFLICT makes that harmless.
+Three stages, so that PostgreSQL writes one batch while Python decodes the next:
+  1. gather (main thread): take what Kafka has, decode it, queue refused messages for the
+     dead-letter topic. With a batch in the database, keep taking whatever arrives until that
+     write is done or the batch is full; with none, wait for the first message
+     (`INGEST_BATCH_WAIT_MS` at most), then take what is waiting. Batches size themselves: a
+     write takes whatever arrived during the last one, up to `INGEST_BATCH_SIZE`.
+  2. store (one writer thread): the valid orders, each encoded once, in one transaction,
+     COPY and commit waiting on PostgreSQL with the GIL released;
+  3. finish (main thread, once the write is done and the next batch is on its way to the
+     database): dead-letter what PostgreSQL refused, wait until Kafka has acknowledged every
+     dead letter, commit the batch's offsets synchronously, hand the stored bodies to the cache.
+Offsets are therefore committed only after that batch's database commit and its dead letters'
+acknowledgements, one batch after the other, so in order per partition. A crash anywhere
+redelivers what was not committed, and the writer's ON CONFLICT makes that harmless.
 
-Several instances share the topic through one consumer group (cooperative-sticky). A batch is
-always finished and committed before the next consume(), and rebalance callbacks run only inside
-consume(), so a partition is never given up with a stored batch uncommitted. librdkafka drops
-from a consume() result the messages of partitions revoked during that call. A commit refused
-in the middle of a rebalance (the group's generation is changing) is kept and retried with the
-next batch, and on revocation while the partitions are still ours; partitions *lost* (session
-expired) cannot be committed, so their new owner gets the batch again and skips it as
-duplicates. While PostgreSQL is down the loop does not call consume(), so a rebalance waits for
-the database (at most `max.poll.interval.ms`); nothing is committed for an unstored batch.
+Several instances share the topic through one consumer group (cooperative-sticky). Rebalance
+callbacks run only inside consume(), on the main thread; on revocation the pipeline is drained
+(the batch in the database and the one gathered are stored, finished and committed) while the
+partitions are still ours. librdkafka drops from a consume() result the messages of partitions
+revoked during that call. A commit refused in the middle of a rebalance (the group's generation
+is changing) is kept and retried with the next batch, and on revocation; partitions *lost*
+(session expired) cannot be committed, so their offsets are dropped from the batches in hand and
+their new owner gets them again and skips them as duplicates. While PostgreSQL is down the main
+thread waits for the write (the one place `StoreUnavailable` is handled) and does not call
+consume(), so a rebalance waits for the database (at most `max.poll.interval.ms`); nothing is
+committed for an unstored batch.
 """
 
 import logging
@@ -24,6 +33,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import msgspec
@@ -36,10 +46,10 @@ from service.errors import CacheError, StoreUnavailable
 from service.ingest.deadletter import DeadLetters
 from service.ingest.kafka import consumer_config, ensure_topics
 from service.ingest.progress import IngestProgress
-from service.model import Order, Rejection, decode_order, encode_order
+from service.model import Order, Rejection, decode_order
 from service.store.db import connect
 from service.store.migrate import require_current
-from service.store.writer import OrderWriter, Rejected
+from service.store.writer import OrderWriter, Written
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +57,9 @@ CacheSink = Callable[[list[tuple[str, bytes]]], object]
 
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 30.0
+# While a batch is in the database, the gatherer looks at its write this often: the slack
+# between a write ending and the next starting.
+GATHER_STEP_S = 0.002
 
 
 class _Stats(msgspec.Struct):
@@ -65,8 +78,21 @@ def _lag_from_stats(raw: str) -> int:
     return lag
 
 
+class _Batch:
+    """Messages taken from Kafka together: their decoded orders and the offsets they advance."""
+
+    __slots__ = ("consumed", "offsets", "started", "taken", "valid")
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.taken = 0
+        self.consumed = 0
+        self.valid: list[tuple[Order, Message]] = []
+        self.offsets: dict[tuple[str, int], int] = {}
+
+
 class OrderConsumer:
-    """Runs the batch loop until `stop` is set; see the module docstring for the ordering."""
+    """Runs the pipeline until `stop` is set; see the module docstring for the ordering."""
 
     def __init__(self, settings: Settings, cache: CacheSink | None = None) -> None:
         self._settings = settings
@@ -74,6 +100,9 @@ class OrderConsumer:
         self.stop = threading.Event()
         self.progress = IngestProgress()
         self._writer: OrderWriter | None = None
+        self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._gathering = _Batch()
+        self._in_flight: tuple[_Batch, Future[Written[Message]]] | None = None
         # Next offsets of stored batches whose commit Kafka refused; retried (see module doc).
         self._uncommitted: dict[tuple[str, int], int] = {}
         self._dead_letters = DeadLetters(settings)
@@ -83,7 +112,7 @@ class OrderConsumer:
         self._consumer = Consumer(config)
 
     def run(self) -> None:
-        """Consume until stopped, then close the consumer cleanly (leaving the group)."""
+        """Consume until stopped, drain the pipeline, then close cleanly (leaving the group)."""
         self._consumer.subscribe(
             [self._settings.kafka_topic],
             on_assign=lambda _, parts: log.info("assigned %s", _describe(parts)),
@@ -92,55 +121,126 @@ class OrderConsumer:
         )
         try:
             while not self.stop.is_set():
-                messages = self._consumer.consume(
-                    self._settings.ingest_batch_size, self._settings.ingest_batch_wait_ms / 1000
-                )
-                if messages:
-                    self._process(messages)
+                self._gather()
+                self._advance()
                 self.progress.maybe_log()
+            self._drain()
+        except BaseException:
+            # What is in hand stays uncommitted, for redelivery; closing must not drain it.
+            self._in_flight, self._gathering = None, _Batch()
+            raise
         finally:
             self.progress.maybe_log(force=True)
             self._consumer.close()
+            self._store_thread.shutdown()
             if self._writer is not None:
                 self._writer.close()
 
-    def _process(self, messages: list[Message]) -> None:
-        started = time.perf_counter()
-        valid: list[tuple[Order, Message]] = []
-        offsets: dict[tuple[str, int], int] = {}
-        consumed = 0
+    def _gather(self) -> None:
+        """Stage 1: take from Kafka and decode into the next batch (see the module doc)."""
+        limit = self._settings.ingest_batch_size
+        if self._in_flight is None:
+            first = self._consumer.consume(1, self._settings.ingest_batch_wait_ms / 1000)
+            self._decode(first)
+            if first and limit > 1:
+                self._decode(self._consumer.consume(limit - 1, 0))
+            return
+        # A rebalance inside consume() may drain the pipeline, so the state is read afresh.
+        while (
+            self._in_flight is not None
+            and not self._in_flight[1].done()
+            and self._gathering.taken < limit
+            and not self.stop.is_set()
+        ):
+            self._decode(self._consumer.consume(limit - self._gathering.taken, GATHER_STEP_S))
+
+    def _decode(self, messages: list[Message]) -> None:
+        batch = self._gathering
+        if messages and not batch.taken:
+            batch.started = time.perf_counter()
+        batch.taken += len(messages)
         for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("kafka: %s", error)
                 continue
-            consumed += 1
-            offsets[(message.topic() or "", message.partition() or 0)] = message.offset() or 0
+            batch.consumed += 1
+            batch.offsets[(message.topic() or "", message.partition() or 0)] = message.offset() or 0
             result = decode_order(message.value() or b"")
             if isinstance(result, Rejection):
                 self._dead_letter(message, result.kind, result.reason)
             else:
-                valid.append((result, message))
-        if not offsets:
-            return
-        outcome = self._store([order for order, _ in valid])
-        if outcome is None:
-            return  # stopped during a database outage: nothing committed, all redelivered
-        stored, rejected = outcome
-        if rejected:
-            message_of = {id(order): message for order, message in valid}
-            for order, exc in rejected:
-                self._dead_letter(message_of[id(order)], "db_rejected", str(exc))
+                batch.valid.append((result, message))
+
+    def _advance(self) -> None:
+        """Once the batch in the database is stored, send the gathered one after it (stage 2),
+        then finish the stored one (stage 3) while the next is being written."""
+        previous = self._in_flight
+        written = None
+        if previous is not None:
+            written = self._stored(*previous)
+            if written is None:
+                return
+        self._in_flight = None
+        batch, self._gathering = self._gathering, _Batch()
+        if batch.offsets:
+            self._in_flight = (batch, self._store_thread.submit(self._write, batch.valid))
+        if previous is not None and written is not None:
+            self._finish(previous[0], written)
+
+    def _drain(self) -> None:
+        """Store, finish and commit everything taken from Kafka so far."""
+        while self._in_flight is not None or self._gathering.offsets:
+            self._advance()
+
+    def _write(self, valid: list[tuple[Order, Message]]) -> Written[Message]:
+        """Stage 2, on the writer thread: the only code that touches the connection."""
+        if not valid:
+            return Written([], [])
+        if self._writer is None:
+            self._writer = OrderWriter(connect(self._settings))
+        return self._writer.write_isolating(valid)
+
+    def _stored(self, batch: _Batch, write: Future[Written[Message]]) -> Written[Message] | None:
+        """The batch's write, repeated with backoff and consumption paused while PostgreSQL is
+        unavailable. None: a stop came first; everything in hand is dropped uncommitted."""
+        delay = BACKOFF_START_S
+        paused: list[TopicPartition] = []
+        while True:
+            try:
+                written = write.result()
+                break
+            except StoreUnavailable as exc:
+                metrics.STORE_UNAVAILABLE.inc()
+                self._drop_writer()
+                if not paused:
+                    paused = self._consumer.assignment()
+                    self._consumer.pause(paused)
+                log.warning("%s; retrying in %.1f s with consumption paused", exc, delay)
+                if self.stop.wait(delay):
+                    self._in_flight, self._gathering = None, _Batch()
+                    return None
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                write = self._store_thread.submit(self._write, batch.valid)
+        if paused:
+            self._consumer.resume(paused)
+            log.info("PostgreSQL is back; consumption resumed")
+        return written
+
+    def _finish(self, batch: _Batch, written: Written[Message]) -> None:
+        """Stage 3: dead letters acknowledged, then offsets committed, then the cache filled."""
+        for message, exc in written.rejected:
+            self._dead_letter(message, "db_rejected", str(exc))
         self._dead_letters.flush()
-        self._commit(offsets)
-        if self._cache is not None and stored:
-            self._cache([(order.order_uid, encode_order(order)) for order in stored])
+        self._commit(batch.offsets)
+        if self._cache is not None and written.stored:
+            self._cache([(order.order_uid, body) for order, body in written.stored])
         self.progress.batch_done(
-            consumed=consumed,
-            stored=len(stored),
-            duplicates=len(valid) - len(stored) - len(rejected),
-            seconds=time.perf_counter() - started,
+            consumed=batch.consumed,
+            stored=len(written.stored),
+            duplicates=len(batch.valid) - len(written.stored) - len(written.rejected),
+            seconds=time.perf_counter() - batch.started,
         )
 
     def _dead_letter(self, message: Message, kind: str, reason: str) -> None:
@@ -154,34 +254,6 @@ class OrderConsumer:
         )
         self._dead_letters.send(message, kind, reason)
         self.progress.dead_letter(kind)
-
-    def _store(self, orders: list[Order]) -> tuple[list[Order], list[Rejected]] | None:
-        """Write the batch, waiting out database outages with consumption paused.
-        None means a stop was asked for while the database was still down."""
-        if not orders:
-            return [], []
-        delay = BACKOFF_START_S
-        paused: list[TopicPartition] = []
-        while True:
-            try:
-                if self._writer is None:
-                    self._writer = OrderWriter(connect(self._settings))
-                outcome = self._writer.write_isolating(orders)
-                break
-            except StoreUnavailable as exc:
-                metrics.STORE_UNAVAILABLE.inc()
-                self._drop_writer()
-                if not paused:
-                    paused = self._consumer.assignment()
-                    self._consumer.pause(paused)
-                log.warning("%s; retrying in %.1f s with consumption paused", exc, delay)
-                if self.stop.wait(delay):
-                    return None
-                delay = min(delay * 2, BACKOFF_MAX_S)
-        if paused:
-            self._consumer.resume(paused)
-            log.info("PostgreSQL is back; consumption resumed")
-        return outcome
 
     def _drop_writer(self) -> None:
         if self._writer is not None:
@@ -208,19 +280,29 @@ class OrderConsumer:
             del self._uncommitted[key]
 
     def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
-        # Still ours inside this callback: the last chance to commit what is stored for them.
+        # Still ours inside this callback: the last chance to store and commit what we took.
+        self._drain()
         revoked = [(p.topic, p.partition) for p in partitions]
         self._commit_uncommitted([key for key in revoked if key in self._uncommitted])
         self._forget(revoked)
         log.info("revoked %s", _describe(partitions))
 
     def _on_lost(self, _: Consumer, partitions: list[TopicPartition]) -> None:
-        # Another member may own them already; committing now could move its offsets.
-        self._forget([(p.topic, p.partition) for p in partitions])
+        # Another member may own them already; committing now could move its offsets. The
+        # batches in hand are still stored (harmless duplicates), their offsets never committed.
+        lost = [(p.topic, p.partition) for p in partitions]
+        for batch in self._batches_in_hand():
+            for key in lost:
+                batch.offsets.pop(key, None)
+        self._forget(lost)
         log.warning(
             "lost %s (session expired); their uncommitted batches are redelivered",
             _describe(partitions),
         )
+
+    def _batches_in_hand(self) -> list[_Batch]:
+        in_flight = [self._in_flight[0]] if self._in_flight is not None else []
+        return [*in_flight, self._gathering]
 
     def _forget(self, keys: list[tuple[str, int]]) -> None:
         for key in keys:

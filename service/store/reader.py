@@ -6,13 +6,14 @@ an order has the same bytes whether it reached the cache from Kafka or from the 
 """
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import msgspec
 import psycopg
-from psycopg import sql
+from psycopg import Copy, sql
 from psycopg_pool import PoolTimeout
 
 from service.errors import StoreUnavailable
@@ -126,23 +127,30 @@ async def ping(pool: Pool) -> None:
     await _query(pool, "SELECT 1 FROM order_documents LIMIT 0", ())
 
 
-def newest_documents(
-    conn: Connection, limit: int, chunk: int = 10_000
-) -> Iterator[list[tuple[str, bytes]]]:
-    """(order_uid, body) of the newest `limit` orders, earliest stored first, in chunks: one
-    binary COPY, parsed by psycopg's C code."""
+@contextmanager
+def newest_documents_copy(conn: Connection, limit: int) -> Iterator[Copy]:
+    """The COPY of the newest `limit` orders' (order_uid, body), binary, to be read."""
     statement = sql.SQL(_NEWEST_DOCUMENTS).format(limit=sql.Literal(limit))
     work_mem_kb = max(4096, limit * _HASH_BYTES_PER_KEY // 1024)
     with translated_errors(), conn.transaction(), conn.cursor() as cur:
         cur.execute(sql.SQL("SET LOCAL work_mem = {}").format(sql.Literal(f"{work_mem_kb}kB")))
         cur.execute("SET LOCAL jit = off")
         with cur.copy(statement) as copy:
-            copy.set_types(["text", "bytea"])
-            batch: list[tuple[str, bytes]] = []
-            for uid, body in copy.rows():
-                batch.append((uid, body))
-                if len(batch) == chunk:
-                    yield batch
-                    batch = []
-            if batch:
+            yield copy
+
+
+def newest_documents(
+    conn: Connection, limit: int, chunk: int = 10_000
+) -> Generator[list[tuple[str, bytes]], None, None]:
+    """(order_uid, body) of the newest `limit` orders, earliest stored first, in chunks: one
+    binary COPY, parsed by psycopg's C code."""
+    with newest_documents_copy(conn, limit) as copy:
+        copy.set_types(["text", "bytea"])
+        batch: list[tuple[str, bytes]] = []
+        for uid, body in copy.rows():
+            batch.append((uid, body))
+            if len(batch) == chunk:
                 yield batch
+                batch = []
+        if batch:
+            yield batch

@@ -1,13 +1,14 @@
 """Order → table rows: the column lists of the five tables and the tuples COPY writes.
 
 Four tables hold the order normalised; `order_documents` holds its encoded response body
-(see migrations/0002). The column lists are the single source for the COPY statements, the
-staging tables and the benchmark's `psql \\copy` ceiling, so all three write the same rows.
+(see migrations/0002), which the caller encodes once and also hands to the cache. The column
+lists are the single source for the COPY statements, the staging tables and the benchmark's
+`psql \\copy` ceiling, so all three write the same rows.
 """
 
 from collections.abc import Iterable, Iterator
 
-from service.model import Order, encode_order
+from service.model import Order
 
 ORDER_COLUMNS = (
     "order_uid",
@@ -127,18 +128,17 @@ def item_rows(order: Order) -> Iterator[Row]:
         )
 
 
-def document_row(order: Order) -> Row:
-    return (order.order_uid, encode_order(order))
+Document = tuple[Order, bytes]  # an order and its encoded body
 
 
-def rows_by_table(orders: Iterable[Order]) -> dict[str, list[Row]]:
+def rows_by_table(documents: Iterable[Document]) -> dict[str, list[Row]]:
     """Every row the orders make, grouped by table, in `TABLES` order."""
     tables: dict[str, list[Row]] = {name: [] for name in TABLES}
-    orders_rows, deliveries, payments, items, documents = tables.values()
-    for order in orders:
+    orders_rows, deliveries, payments, items, bodies = tables.values()
+    for order, body in documents:
         orders_rows.append(order_row(order))
         deliveries.append(delivery_row(order))
         payments.append(payment_row(order))
         items.extend(item_rows(order))
-        documents.append(document_row(order))
+        bodies.append((order.order_uid, body))
     return tables

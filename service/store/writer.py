@@ -11,17 +11,17 @@ same one, changes nothing.
 """
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from psycopg import Cursor
 from psycopg.errors import UniqueViolation
 
 from service.errors import StoreRejected
-from service.model import Order
+from service.model import Order, encode_order
 from service.store.db import Connection, translated_errors
-from service.store.rows import BINARY_TYPES, TABLES, Row, rows_by_table
+from service.store.rows import BINARY_TYPES, TABLES, Document, Row, rows_by_table
 
-Rejected = tuple[Order, StoreRejected]
+Tag = TypeVar("Tag")
 Cursor_ = Cursor[tuple[Any, ...]]
 
 _STAGING = {table: f"staging_{table}" for table in TABLES}
@@ -71,15 +71,23 @@ def _copy(cur: Cursor_, statements: dict[str, bytes], tables: dict[str, list[Row
                 copy.write_row(row)
 
 
-def first_copies(orders: Sequence[Order]) -> list[Order]:
-    """The orders with later copies of the same order_uid removed (first write wins)."""
+def first_copies(documents: Sequence[Document]) -> list[Document]:
+    """The documents with later copies of the same order_uid removed (first write wins)."""
     seen: set[str] = set()
     unique = []
-    for order in orders:
-        if order.order_uid not in seen:
-            seen.add(order.order_uid)
-            unique.append(order)
+    for document in documents:
+        if document[0].order_uid not in seen:
+            seen.add(document[0].order_uid)
+            unique.append(document)
     return unique
+
+
+class Written(NamedTuple, Generic[Tag]):
+    """What became of a tagged batch: the new orders with the bodies stored for them, and the
+    tags of the orders PostgreSQL refused, with its reason."""
+
+    stored: list[Document]
+    rejected: list[tuple[Tag, StoreRejected]]
 
 
 class OrderWriter:
@@ -93,7 +101,11 @@ class OrderWriter:
 
     def write(self, orders: Sequence[Order]) -> list[Order]:
         """Store the batch in one transaction; return the orders that were new."""
-        unique = first_copies(orders)
+        return [order for order, _ in self.write_documents([(o, encode_order(o)) for o in orders])]
+
+    def write_documents(self, documents: Sequence[Document]) -> list[Document]:
+        """Store the orders with their encoded bodies in one transaction; return the new ones."""
+        unique = first_copies(documents)
         tables = rows_by_table(unique)
         with translated_errors(), self._conn.transaction(), self._conn.cursor() as cur:
             try:
@@ -103,21 +115,24 @@ class OrderWriter:
                 # Some order is already stored; the savepoint undid the fast path.
                 _copy(cur, _COPY_STAGING, tables)
                 created = {uid for (uid,) in cur.execute(_MOVE.encode(), prepare=True)}
-                unique = [order for order in unique if order.order_uid in created]
+                unique = [document for document in unique if document[0].order_uid in created]
         return unique
 
     def close(self) -> None:
         self._conn.close()
 
-    def write_isolating(self, orders: Sequence[Order]) -> tuple[list[Order], list[Rejected]]:
-        """Store the batch; if PostgreSQL rejects some order, bisect until only the rejected
-        ones are left out. Returns (new orders, rejected orders with the database's reason)."""
+    def write_isolating(self, batch: Sequence[tuple[Order, Tag]]) -> Written[Tag]:
+        """Store the orders, each encoded once; if PostgreSQL rejects some order, bisect until
+        only the rejected ones are left out. Each order's tag (the consumer's message) comes
+        back with its rejection."""
+        return self._isolate([((order, encode_order(order)), tag) for order, tag in batch])
+
+    def _isolate(self, batch: Sequence[tuple[Document, Tag]]) -> Written[Tag]:
         try:
-            return self.write(orders), []
+            return Written(self.write_documents([document for document, _ in batch]), [])
         except StoreRejected as exc:
-            if len(orders) == 1:
-                return [], [(orders[0], exc)]
-        middle = len(orders) // 2
-        stored_left, rejected_left = self.write_isolating(orders[:middle])
-        stored_right, rejected_right = self.write_isolating(orders[middle:])
-        return stored_left + stored_right, rejected_left + rejected_right
+            if len(batch) == 1:
+                return Written([], [(batch[0][1], exc)])
+        middle = len(batch) // 2
+        left, right = self._isolate(batch[:middle]), self._isolate(batch[middle:])
+        return Written(left.stored + right.stored, left.rejected + right.rejected)

@@ -52,6 +52,14 @@ test-fast *args="": test-deps
 test-repeat runs *args="": test-deps
     bash infra/test-repeat.sh {{runs}} {{args}}
 
+# Versions already pinned stay unless asked: ./dev lock --upgrade, ./dev lock --upgrade-package granian
+# Re-pin the dependencies with hashes (requirements*.lock) after editing pyproject.toml.
+lock *args="":
+    .venv/bin/uv pip compile pyproject.toml --extra dev {{lock_flags}} {{args}} -o requirements-dev.lock
+    .venv/bin/uv pip compile pyproject.toml {{lock_flags}} -c requirements-dev.lock -o requirements.lock
+
+lock_flags := "--universal --python-version 3.11 --generate-hashes --custom-compile-command './dev lock' -q"
+
 # Linters and type checks.
 lint:
     .venv/bin/ruff check service tests bench

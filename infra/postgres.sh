@@ -3,6 +3,8 @@
 # port, so the machine's main cluster is never touched. Usage: postgres.sh up|down|start|stop
 # Two checkouts on one machine run side by side with their own POSTGRES_CLUSTER and POSTGRES_PORT
 # (the fault tests stop and start the cluster they were given, never the other one).
+# `postgres.sh tls-on CERT KEY` serves TLS with that certificate (the TLS tests make one),
+# `postgres.sh tls-off` stops serving it; both reload the running cluster.
 source "$(dirname "$0")/lib.sh"
 
 PORT=${POSTGRES_PORT:-55432}
@@ -50,6 +52,26 @@ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
 SQL
 }
 
+tls_conf() { echo "/etc/postgresql/$(version)/$CLUSTER/conf.d/zz-tls.conf"; }
+
+tls_on() {
+    local cert=$1 key=$2 dir
+    [ -r "$cert" ] && [ -r "$key" ] || die "usage: $0 tls-on CERT KEY (readable PEM files)"
+    # The server refuses a key that others can read, and cannot read one in root's temp dirs.
+    dir=/etc/postgresql/$(version)/$CLUSTER/tls
+    install -d -o postgres -g postgres -m 700 "$dir"
+    install -o postgres -g postgres -m 600 "$cert" "$dir/server.crt"
+    install -o postgres -g postgres -m 600 "$key" "$dir/server.key"
+    printf "ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\n" \
+        "$dir/server.crt" "$dir/server.key" >"$(tls_conf)"
+    pg_ctlcluster "$(version)" "$CLUSTER" reload
+}
+
+tls_off() {
+    rm -f "$(tls_conf)"
+    pg_ctlcluster "$(version)" "$CLUSTER" reload
+}
+
 stop() {
     [ "$(cluster_status)" = online ] || { say "not running"; return 0; }
     pg_ctlcluster "$(version)" "$CLUSTER" stop -m fast
@@ -64,5 +86,7 @@ case "${1:-up}" in
         ;;
     start) start ;;
     stop | down) stop ;;
-    *) die "usage: $0 up|down|start|stop" ;;
+    tls-on) tls_on "${2:-}" "${3:-}" ;;
+    tls-off) tls_off ;;
+    *) die "usage: $0 up|down|start|stop|tls-on CERT KEY|tls-off" ;;
 esac

@@ -5,6 +5,7 @@ import logging
 import sys
 from pathlib import Path
 
+from service import logs
 from service.config import Settings, load_settings
 from service.errors import OPERATOR_ERROR_EXIT, OperatorError, ServiceError
 
@@ -96,11 +97,7 @@ _COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
-    )
+    logs.configure(settings)
     return _COMMANDS[args.command](settings, args)
 
 
@@ -108,8 +105,8 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except OperatorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        logs.report_fatal(str(exc))
         sys.exit(OPERATOR_ERROR_EXIT)
     except ServiceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        logs.report_fatal(str(exc))
         sys.exit(1)

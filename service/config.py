@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from psycopg.conninfo import make_conninfo
+from psycopg import ProgrammingError
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from service.errors import ConfigError
 
@@ -25,6 +26,43 @@ _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 # ASCII digits only: str.isdigit() also accepts superscripts, which int() then refuses.
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+KAFKA_PROPERTY_PREFIX = "KAFKA_PROPERTY_"
+# librdkafka properties the service sets itself, from a dedicated setting or because delivery
+# depends on them (offsets stored and committed only after the database commit); a
+# KAFKA_PROPERTY_ for one of them is refused rather than silently winning or losing.
+_OWNED_KAFKA_PROPERTIES = frozenset(
+    {
+        "bootstrap.servers",
+        "group.id",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "enable.idempotence",
+        "security.protocol",
+        "sasl.mechanism",
+        "sasl.mechanisms",
+        "sasl.username",
+        "sasl.password",
+        "ssl.ca.location",
+        "ssl.certificate.location",
+        "ssl.key.location",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSecurity:
+    """How the service authenticates to Kafka and checks the brokers' certificates."""
+
+    protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +74,10 @@ class Settings:
     postgres_user: str
     postgres_password: str
     postgres_db: str
+    postgres_sslmode: str
+    postgres_sslrootcert: str
+    # Connection parameters from POSTGRES_URL beyond host, port, user, password and dbname.
+    postgres_params: tuple[tuple[str, str], ...]
     postgres_pool_size: int
     miss_queries: int
     kafka_brokers: str
@@ -44,6 +86,9 @@ class Settings:
     kafka_group: str
     kafka_partitions: int
     kafka_replication: int
+    kafka_security: KafkaSecurity
+    # librdkafka properties passed through unchanged (KAFKA_PROPERTY_*), applied last.
+    kafka_properties: tuple[tuple[str, str], ...]
     ingest_batch_size: int
     ingest_batch_wait_ms: int
     cache_size: int
@@ -52,9 +97,15 @@ class Settings:
     http_host: str
     http_port: int
     http_workers: int | None  # None: `auto`, chosen by service.layout from the core count
+    # 0: /metrics on the public HTTP port; otherwise only on this internal listener.
+    metrics_port: int
+    metrics_host: str
+    recent_orders: bool
+    recent_orders_token: str
     migrations_dir: str
     web_dir: str
     log_level: str
+    log_format: str
 
     @property
     def postgres_conninfo(self) -> str:
@@ -66,6 +117,9 @@ class Settings:
             user=self.postgres_user,
             password=self.postgres_password,
             application_name="order-service",
+            sslmode=self.postgres_sslmode,
+            sslrootcert=self.postgres_sslrootcert or None,
+            **dict(self.postgres_params),
         )
 
 
@@ -73,10 +127,10 @@ class _Reader:
     """Reads typed values out of an environment mapping, naming the variable on failure."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
+        self.environ = environ
 
     def raw(self, name: str, default: str) -> str:
-        return self._environ.get(name, default)
+        return self.environ.get(name, default)
 
     def text(self, name: str, default: str, pattern: re.Pattern[str] | None = None) -> str:
         value = self.raw(name, default).strip()
@@ -110,13 +164,113 @@ class _Reader:
             )
         return number
 
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self.raw(name, default).strip().upper()
+    def choice(self, name: str, default: str, choices: tuple[str, ...], upper: bool = True) -> str:
+        value = self.raw(name, default).strip()
+        value = value.upper() if upper else value.lower()
         if value not in choices:
             raise ConfigError(
                 f"Config {name!r} has value {value!r}. Expected one of {', '.join(choices)}."
             )
         return value
+
+    def file(self, name: str) -> str:
+        """A path that must name a readable file, or '' when the setting is absent."""
+        value = self.raw(name, "").strip()
+        if value and not os.access(value, os.R_OK):
+            raise ConfigError(
+                f"Config {name!r} has value {value!r}, which is not a readable file. "
+                "Mount the file there or correct the path."
+            )
+        if value and not Path(value).is_file():
+            raise ConfigError(f"Config {name!r} has value {value!r}, which is not a file.")
+        return value
+
+    def prefixed(self, prefix: str) -> dict[str, str]:
+        return {name: value for name, value in self.environ.items() if name.startswith(prefix)}
+
+
+# POSTGRES_URL's parameters that stand for a setting of their own, so they are checked alike.
+_URL_PARTS = {
+    "host": "POSTGRES_HOST",
+    "port": "POSTGRES_PORT",
+    "user": "POSTGRES_USER",
+    "password": "POSTGRES_PASSWORD",
+    "dbname": "POSTGRES_DB",
+    "sslmode": "POSTGRES_SSLMODE",
+    "sslrootcert": "POSTGRES_SSLROOTCERT",
+}
+
+
+def _postgres_url(env: _Reader) -> dict[str, str]:
+    """POSTGRES_URL's parameters ({} when unset); the password never appears in an error."""
+    url = env.raw("POSTGRES_URL", "").strip()
+    if not url:
+        return {}
+    try:
+        params = conninfo_to_dict(url)
+    except ProgrammingError as exc:
+        detail = str(exc).replace(url, "<POSTGRES_URL>")
+        raise ConfigError(
+            "Config 'POSTGRES_URL' is not a PostgreSQL connection URL "
+            f"(postgresql://user:password@host:port/dbname?sslmode=...): {detail}"
+        ) from exc
+    return {key: str(value) for key, value in params.items() if value is not None}
+
+
+def _kafka_security(env: _Reader) -> KafkaSecurity:
+    protocol = env.choice("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", _KAFKA_PROTOCOLS)
+    security = KafkaSecurity(
+        protocol=protocol,
+        sasl_mechanism=env.choice("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", _SASL_MECHANISMS),
+        sasl_username=env.raw("KAFKA_SASL_USERNAME", "").strip(),
+        sasl_password=env.raw("KAFKA_SASL_PASSWORD", ""),
+        ca_file=env.file("KAFKA_SSL_CA_FILE"),
+        cert_file=env.file("KAFKA_SSL_CERT_FILE"),
+        key_file=env.file("KAFKA_SSL_KEY_FILE"),
+    )
+    uses_sasl = protocol.startswith("SASL_")
+    if uses_sasl and not (security.sasl_username and security.sasl_password):
+        raise ConfigError(
+            f"Config 'KAFKA_SECURITY_PROTOCOL' is {protocol}, which needs "
+            "'KAFKA_SASL_USERNAME' and 'KAFKA_SASL_PASSWORD'; set both."
+        )
+    if not uses_sasl and (security.sasl_username or security.sasl_password):
+        raise ConfigError(
+            "Config 'KAFKA_SASL_USERNAME'/'KAFKA_SASL_PASSWORD' are set, but "
+            f"'KAFKA_SECURITY_PROTOCOL' is {protocol}; use SASL_SSL (or SASL_PLAINTEXT)."
+        )
+    uses_tls = protocol in ("SSL", "SASL_SSL")
+    for name, value in (
+        ("KAFKA_SSL_CA_FILE", security.ca_file),
+        ("KAFKA_SSL_CERT_FILE", security.cert_file),
+        ("KAFKA_SSL_KEY_FILE", security.key_file),
+    ):
+        if value and not uses_tls:
+            raise ConfigError(
+                f"Config {name!r} is set, but 'KAFKA_SECURITY_PROTOCOL' is {protocol}, "
+                "which does not use TLS; use SSL or SASL_SSL."
+            )
+    if bool(security.cert_file) != bool(security.key_file):
+        raise ConfigError(
+            "Config 'KAFKA_SSL_CERT_FILE' and 'KAFKA_SSL_KEY_FILE' go together "
+            "(the client certificate and its private key); set both or neither."
+        )
+    return security
+
+
+def _kafka_properties(env: _Reader) -> tuple[tuple[str, str], ...]:
+    properties = []
+    for name, value in sorted(env.prefixed(KAFKA_PROPERTY_PREFIX).items()):
+        key = name.removeprefix(KAFKA_PROPERTY_PREFIX).lower().replace("_", ".")
+        if not key:
+            raise ConfigError(f"Config {name!r} names no librdkafka property.")
+        if key in _OWNED_KAFKA_PROPERTIES:
+            raise ConfigError(
+                f"Config {name!r} sets {key!r}, which the service sets itself; "
+                "use its own setting (see docs/deploying.md) instead."
+            )
+        properties.append((key, value))
+    return tuple(properties)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -124,12 +278,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = _Reader(os.environ if environ is None else environ)
     topic = env.text("KAFKA_TOPIC", "orders", _NAME)
     cache_size = env.integer("CACHE_SIZE", 100_000, 1, 50_000_000)
+    url = _postgres_url(env)
+    if url:
+        # The URL replaces the parts; its own defaults are libpq's, not the local cluster's.
+        url.setdefault("port", "5432")
+        env = _Reader(
+            {**env.environ, **{_URL_PARTS[k]: v for k, v in url.items() if k in _URL_PARTS}}
+        )
     return Settings(
         postgres_host=env.text("POSTGRES_HOST", "127.0.0.1"),
         postgres_port=env.integer("POSTGRES_PORT", 55432, 1, 65535),
         postgres_user=env.text("POSTGRES_USER", "orders"),
         postgres_password=env.raw("POSTGRES_PASSWORD", "orders"),
         postgres_db=env.text("POSTGRES_DB", "orders"),
+        postgres_sslmode=env.choice("POSTGRES_SSLMODE", "prefer", _SSLMODES, upper=False),
+        postgres_sslrootcert=env.file("POSTGRES_SSLROOTCERT"),
+        postgres_params=tuple(sorted((k, v) for k, v in url.items() if k not in _URL_PARTS)),
         postgres_pool_size=env.integer("POSTGRES_POOL_SIZE", 4, 1, 100),
         miss_queries=env.integer("MISS_QUERIES", 1, 1, 100),
         kafka_brokers=env.text("KAFKA_BROKERS", "localhost:9092"),
@@ -138,6 +302,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_group=env.text("KAFKA_GROUP", "orders-service", _NAME),
         kafka_partitions=env.integer("KAFKA_PARTITIONS", 6, 1, 1000),
         kafka_replication=env.integer("KAFKA_REPLICATION", 1, 1, 7),
+        kafka_security=_kafka_security(env),
+        kafka_properties=_kafka_properties(env),
         ingest_batch_size=env.integer("INGEST_BATCH_SIZE", 5000, 1, 100_000),
         ingest_batch_wait_ms=env.integer("INGEST_BATCH_WAIT_MS", 50, 1, 60_000),
         cache_size=cache_size,
@@ -148,7 +314,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_host=env.text("HTTP_HOST", "127.0.0.1"),
         http_port=env.integer("HTTP_PORT", 8082, 1, 65535),
         http_workers=env.integer_or_auto("HTTP_WORKERS", 1, 64),
+        metrics_port=env.integer("METRICS_PORT", 0, 0, 65535),
+        metrics_host=env.text("METRICS_HOST", "127.0.0.1"),
+        recent_orders=env.choice("RECENT_ORDERS", "ON", ("ON", "OFF")) == "ON",
+        recent_orders_token=env.raw("RECENT_ORDERS_TOKEN", "").strip(),
         migrations_dir=env.text("MIGRATIONS_DIR", str(_REPO_ROOT / "migrations")),
         web_dir=env.text("WEB_DIR", str(_REPO_ROOT / "web")),
         log_level=env.choice("LOG_LEVEL", "INFO", _LOG_LEVELS),
+        log_format=env.choice("LOG_FORMAT", "TEXT", ("TEXT", "JSON")),
     )

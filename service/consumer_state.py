@@ -38,8 +38,10 @@ def publish(state: ConsumerState) -> None:
 def metric_lines(state: ConsumerState) -> list[str]:
     """The state in Prometheus' text format."""
     return [
+        "# HELP consumer_up 1 while the consumer process runs, 0 while it restarts or stopped",
         "# TYPE consumer_up gauge",
         f"consumer_up {1 if state.state == 'running' else 0}",
+        "# HELP consumer_restarts_total Times the runner started the consumer again",
         "# TYPE consumer_restarts_total counter",
         f"consumer_restarts_total {state.restarts}",
     ]

@@ -10,10 +10,11 @@ import sys
 import time
 from dataclasses import dataclass
 
-from service import layout, metrics
+from service import layout, logs, metrics
 from service.cache import SharedCache
 from service.config import Settings
 from service.ingest.kafka import ensure_topics
+from service.metrics_listener import start_metrics_listener
 from service.store.migrate import require_current
 from service.supervisor import ConsumerSupervisor
 from service.warmup import warm_cache
@@ -39,7 +40,7 @@ class Parts:
     demo_rate: float | None = None
 
 
-def _granian_command(settings: Settings, consumer_beside: bool) -> list[str]:
+def _granian_command(settings: Settings, consumer_beside: bool, log_config: str) -> list[str]:
     """granian with the dispatcher; the runtime options come from the environment
     (`layout.granian_env`)."""
     return [
@@ -64,16 +65,18 @@ def _granian_command(settings: Settings, consumer_beside: bool) -> list[str]:
         "1",
         "--log-level",
         settings.log_level.lower(),
+        "--log-config",
+        log_config,
         "service.api.app:app",
     ]
 
 
-def _children(settings: Settings, parts: Parts) -> dict[str, list[str]]:
+def _children(settings: Settings, parts: Parts, log_config: str) -> dict[str, list[str]]:
     service = [sys.executable, "-m", "service"]
     commands = {}
     if parts.consumer:
         commands["consumer"] = [*service, "consume"]
-    commands["api"] = _granian_command(settings, parts.consumer)
+    commands["api"] = _granian_command(settings, parts.consumer, log_config)
     if parts.demo_rate:
         commands["producer"] = [
             *service,
@@ -120,22 +123,27 @@ def run(settings: Settings, parts: Parts) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     processes: dict[str, subprocess.Popen[bytes]] = {}
+    log_config = logs.granian_config_file(settings)
+    listener = None
     consumer: ConsumerSupervisor | None = None
     try:
+        if settings.metrics_port:
+            listener = start_metrics_listener(settings, cache)
         # The children start first, so granian's start overlaps the warm-up; /readyz answers
         # 503 until the warm-up marks the cache ready, and a miss meanwhile reads PostgreSQL.
         env = layout.granian_env(dict(os.environ, METRICS_DIR=str(metrics.METRICS_DIR)))
-        commands = _children(settings, parts)
+        commands = _children(settings, parts, log_config)
         if "consumer" in commands:
             consumer = ConsumerSupervisor(commands.pop("consumer"), env)
         for name, command in commands.items():
             processes[name] = subprocess.Popen(command, env=env)
         warm_cache(settings, cache)
-        url = f"http://{settings.http_host}:{settings.http_port}"
-        print(
-            f"\n  Order page:  {url}/\n  Try:         curl {url}/order/f563feb7b2b84b6test\n",
-            flush=True,
-        )
+        if settings.log_format == "TEXT":
+            url = f"http://{settings.http_host}:{settings.http_port}"
+            print(
+                f"\n  Order page:  {url}/\n  Try:         curl {url}/order/f563feb7b2b84b6test\n",
+                flush=True,
+            )
         while not stopping:
             if consumer is not None:
                 consumer.check()
@@ -147,5 +155,8 @@ def run(settings: Settings, parts: Parts) -> int:
         return 0
     finally:
         _stop(processes if consumer is None else {"consumer": consumer.process, **processes})
+        if listener is not None:
+            listener.shutdown()
+        os.unlink(log_config)
         cache.close()
         cache.unlink()

@@ -1,10 +1,13 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
-from service.config import load_settings
+from service.config import KafkaSecurity, load_settings
 from service.errors import OPERATOR_ERROR_EXIT, ConfigError
+from service.ingest.kafka import admin_config, consumer_config, ensure_topics, producer_config
 
 
 def test_defaults_work_with_the_local_infrastructure() -> None:
@@ -83,3 +86,175 @@ def test_the_service_refuses_to_start_with_a_bad_value() -> None:
     )
     assert result.returncode == OPERATOR_ERROR_EXIT
     assert "error: Config 'HTTP_PORT' has value 'eighty'" in result.stderr
+
+
+def test_kafka_security_settings_are_read(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = load_settings(
+        {
+            "KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+            "KAFKA_SASL_MECHANISM": "scram-sha-256",
+            "KAFKA_SASL_USERNAME": "svc",
+            "KAFKA_SASL_PASSWORD": "p w",
+            "KAFKA_SSL_CA_FILE": str(ca),
+            "KAFKA_PROPERTY_SOCKET_KEEPALIVE_ENABLE": "true",
+        }
+    )
+    assert settings.kafka_security == KafkaSecurity(
+        protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-256",
+        sasl_username="svc",
+        sasl_password="p w",
+        ca_file=str(ca),
+    )
+    assert settings.kafka_properties == (("socket.keepalive.enable", "true"),)
+
+
+def test_every_kafka_client_gets_the_security_settings_and_the_passthrough(
+    tmp_path: Path,
+) -> None:
+    cert, key = tmp_path / "client.crt", tmp_path / "client.key"
+    cert.touch()
+    key.touch()
+    settings = load_settings(
+        {
+            "KAFKA_SECURITY_PROTOCOL": "SSL",
+            "KAFKA_SSL_CERT_FILE": str(cert),
+            "KAFKA_SSL_KEY_FILE": str(key),
+            "KAFKA_PROPERTY_LINGER_MS": "50",
+        }
+    )
+    expected = {
+        "security.protocol": "SSL",
+        "ssl.certificate.location": str(cert),
+        "ssl.key.location": str(key),
+    }
+    for config in (
+        consumer_config(settings),
+        producer_config(settings),
+        admin_config(settings),
+    ):
+        assert expected.items() <= config.items()
+        assert "sasl.username" not in config
+        assert config["linger.ms"] == "50"
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "TLS"},
+            "Config 'KAFKA_SECURITY_PROTOCOL' has value 'TLS'. Expected one of PLAINTEXT, SSL",
+        ),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "svc"},
+            "Config 'KAFKA_SECURITY_PROTOCOL' is SASL_SSL, which needs 'KAFKA_SASL_USERNAME' "
+            "and 'KAFKA_SASL_PASSWORD'",
+        ),
+        (
+            {"KAFKA_SASL_USERNAME": "svc", "KAFKA_SASL_PASSWORD": "pw"},
+            "Config 'KAFKA_SASL_USERNAME'/'KAFKA_SASL_PASSWORD' are set, but "
+            "'KAFKA_SECURITY_PROTOCOL' is PLAINTEXT",
+        ),
+        (
+            {"KAFKA_SSL_CA_FILE": "/nonexistent/ca.crt"},
+            "Config 'KAFKA_SSL_CA_FILE' has value '/nonexistent/ca.crt', which is not a "
+            "readable file.",
+        ),
+        (
+            {"KAFKA_SASL_MECHANISM": "GSSAPI"},
+            "Config 'KAFKA_SASL_MECHANISM' has value 'GSSAPI'. Expected one of PLAIN",
+        ),
+        (
+            {"KAFKA_PROPERTY_ENABLE_AUTO_COMMIT": "true"},
+            "Config 'KAFKA_PROPERTY_ENABLE_AUTO_COMMIT' sets 'enable.auto.commit', which the "
+            "service sets itself",
+        ),
+        (
+            {"KAFKA_PROPERTY_SASL_PASSWORD": "pw"},
+            "Config 'KAFKA_PROPERTY_SASL_PASSWORD' sets 'sasl.password', which the service",
+        ),
+    ],
+)
+def test_a_bad_kafka_security_setting_names_the_variable(
+    environ: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ)
+    assert str(error.value).startswith(expected)
+
+
+def test_a_client_certificate_needs_its_key(tmp_path: Path) -> None:
+    cert = tmp_path / "client.crt"
+    cert.touch()
+    with pytest.raises(ConfigError, match="'KAFKA_SSL_CERT_FILE' and 'KAFKA_SSL_KEY_FILE' go"):
+        load_settings({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CERT_FILE": str(cert)})
+
+
+def test_an_unknown_librdkafka_property_stops_the_start_naming_the_passthrough() -> None:
+    settings = load_settings({"KAFKA_PROPERTY_NO_SUCH_THING": "1"})
+    with pytest.raises(ConfigError) as error:
+        ensure_topics(settings)
+    assert "no.such.thing" in str(error.value)
+    assert "KAFKA_PROPERTY_" in str(error.value)
+
+
+def test_postgres_tls_settings_reach_the_connection_string(tmp_path: Path) -> None:
+    root = tmp_path / "root.crt"
+    root.touch()
+    settings = load_settings({"POSTGRES_SSLMODE": "Verify-Full", "POSTGRES_SSLROOTCERT": str(root)})
+    params = conninfo_to_dict(settings.postgres_conninfo)
+    assert (params["sslmode"], params["sslrootcert"]) == ("verify-full", str(root))
+
+
+def test_a_postgres_url_replaces_the_parts() -> None:
+    settings = load_settings(
+        {
+            "POSTGRES_HOST": "ignored",
+            "POSTGRES_PORT": "1",
+            "POSTGRES_URL": "postgresql://svc:s%20ecret@db.example.com/orders_prod"
+            "?sslmode=require&target_session_attrs=read-write",
+        }
+    )
+    assert (settings.postgres_host, settings.postgres_port, settings.postgres_db) == (
+        "db.example.com",
+        5432,
+        "orders_prod",
+    )
+    params = conninfo_to_dict(settings.postgres_conninfo)
+    assert params["password"] == "s ecret"
+    assert params["sslmode"] == "require"
+    assert params["target_session_attrs"] == "read-write"
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        (
+            {"POSTGRES_SSLMODE": "strict"},
+            "Config 'POSTGRES_SSLMODE' has value 'strict'. Expected one of disable, allow, "
+            "prefer, require, verify-ca, verify-full.",
+        ),
+        (
+            {"POSTGRES_SSLROOTCERT": "/nonexistent/root.crt"},
+            "Config 'POSTGRES_SSLROOTCERT' has value '/nonexistent/root.crt', which is not a "
+            "readable file.",
+        ),
+        (
+            {"POSTGRES_URL": "postgresql://svc:hunter2@db/orders?sslmode=sometimes"},
+            "Config 'POSTGRES_SSLMODE' has value 'sometimes'",
+        ),
+        (
+            {"POSTGRES_URL": "postgresql://svc:hunter2@db/orders?no_such_option=1"},
+            "Config 'POSTGRES_URL' is not a PostgreSQL connection URL",
+        ),
+    ],
+)
+def test_a_bad_postgres_tls_setting_names_the_variable(
+    environ: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ)
+    assert str(error.value).startswith(expected)
+    assert "hunter2" not in str(error.value)

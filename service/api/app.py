@@ -17,13 +17,18 @@ from service.config import Settings, load_settings
 
 
 def create_app(settings: Settings) -> Litestar:
+    # What a deployment may keep off the public port (docs/deploying.md): the recent orders
+    # carry customer ids, and METRICS_PORT moves /metrics to an internal listener.
+    optional = [
+        *([recent_orders] if settings.recent_orders else []),
+        *([] if settings.metrics_port else [prometheus_metrics]),
+    ]
     return Litestar(
         route_handlers=[
             get_order,
-            recent_orders,
             healthz,
             readyz,
-            prometheus_metrics,
+            *optional,
             page,
             static_router(Path(settings.web_dir)),
         ],

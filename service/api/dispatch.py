@@ -10,6 +10,7 @@ which explains them (400).
 """
 
 import asyncio
+import time
 from typing import Any
 
 from litestar import Litestar
@@ -24,6 +25,7 @@ _PREFIX = "/order/"
 _UID_AT = len(_PREFIX)
 _JSON = [("content-type", JSON)]
 _HITS = metrics.CACHE_HITS
+_LATENCY = metrics.HTTP_REQUEST_SECONDS
 
 
 class Dispatcher:
@@ -60,14 +62,18 @@ class Dispatcher:
                 protocol.response_bytes(200, _JSON, body)
                 return
             if valid_order_uid(uid):
+                started = time.perf_counter()
                 answer = await stored_order(state, uid)
                 self._count(answer.status)
                 protocol.response_bytes(
                     answer.status, [("content-type", answer.media_type)], answer.body
                 )
+                _LATENCY.observe(time.perf_counter() - started)
                 return
+        started = time.perf_counter()
         # HEAD is GET without the body (RFC 9110 §9.3.2); Litestar's routes declare GET only.
         await self._bridge(scope, protocol, "GET" if method == "HEAD" else None)
+        _LATENCY.observe(time.perf_counter() - started)
 
     def _status_counter(self, status: int) -> Counter:
         counter = self._by_status.get(status)

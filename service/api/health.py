@@ -39,18 +39,6 @@ async def readyz(request: AnyRequest) -> Response[Any]:
 @get("/metrics", sync_to_thread=False, summary="Prometheus metrics of every process")
 def prometheus_metrics(request: AnyRequest) -> Response[bytes]:
     state: AppState = request.app.state.orders
-    stats = state.cache.stats()
-    extra = [
-        "# TYPE cache_entries gauge",
-        f"cache_entries {stats.entries}",
-        "# TYPE cache_bytes gauge",
-        f"cache_bytes {stats.bytes_used}",
-        "# TYPE cache_capacity gauge",
-        f"cache_capacity {stats.capacity}",
-        "# TYPE cache_evictions_total counter",
-        f"cache_evictions_total {stats.evictions}",
-    ]
     consumer = consumer_state.read()
-    if consumer is not None:
-        extra += consumer_state.metric_lines(consumer)
-    return Response(metrics.render(extra), media_type="text/plain; version=0.0.4")
+    extra = consumer_state.metric_lines(consumer) if consumer is not None else []
+    return Response(metrics.render(state.cache.stats(), extra), media_type=metrics.CONTENT_TYPE)

@@ -40,6 +40,7 @@ async def stored_order(state: AppState, order_uid: str) -> Answer:
     try:
         body = await state.documents.load(order_uid)
     except (StoreUnavailable, StoreMisconfigured) as exc:
+        metrics.STORE_UNAVAILABLE.inc()
         return Answer(503, PROBLEM_JSON, problem_body(503, "Service Unavailable", str(exc)))
     if body is None:
         detail = f"no order with order_uid {order_uid!r}"

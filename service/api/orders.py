@@ -4,9 +4,11 @@ A valid id is answered by `lookup`, the same code the RSGI dispatcher (dispatch.
 front of Litestar; this route defines the behaviour and the OpenAPI entry.
 """
 
+import hmac
 from typing import Annotated
 
 from litestar import Response, get
+from litestar.exceptions import NotAuthorizedException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
@@ -52,10 +54,20 @@ async def get_order(
     return Response(answer.body, status_code=answer.status, media_type=answer.media_type)
 
 
-@get("/orders", summary="The most recent orders")
+@get(
+    "/orders",
+    summary="The most recent orders",
+    responses={401: _problem("RECENT_ORDERS_TOKEN is set and the request lacks it")},
+)
 async def recent_orders(
     request: AnyRequest,
     limit: Annotated[int, Parameter(ge=1, le=200, description="How many orders")] = 20,
 ) -> list[OrderSummary]:
+    """With RECENT_ORDERS_TOKEN set, only for `Authorization: Bearer <token>`."""
     state: AppState = request.app.state.orders
+    token = state.settings.recent_orders_token
+    if token and not hmac.compare_digest(
+        request.headers.get("authorization", "").encode(), f"Bearer {token}".encode()
+    ):
+        raise NotAuthorizedException("this list needs the header 'Authorization: Bearer <token>'")
     return await fetch_recent(state.pool, limit)

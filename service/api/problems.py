@@ -7,6 +7,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
+from service import metrics
 from service.errors import ServiceError, StoreMisconfigured, StoreUnavailable
 
 AnyRequest = Request[Any, Any, Any]
@@ -47,6 +48,7 @@ def service_error_handler(_: AnyRequest, exc: Exception) -> Response[object]:
     # Misconfigured too: this worker cannot serve until an operator acts, and the message
     # says what to do.
     if isinstance(exc, StoreUnavailable | StoreMisconfigured):
+        metrics.STORE_UNAVAILABLE.inc()
         return problem(503, "Service Unavailable", str(exc))  # type: ignore[return-value]
     assert isinstance(exc, ServiceError)
     return problem(500, "Internal Server Error", str(exc))  # type: ignore[return-value]

@@ -39,6 +39,7 @@ from typing import Any
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from service import metrics
 from service.cache import SharedCache
 from service.config import Settings
 from service.errors import CacheError, StoreUnavailable
@@ -211,6 +212,7 @@ class OrderConsumer:
                 written = write.result()
                 break
             except StoreUnavailable as exc:
+                metrics.STORE_UNAVAILABLE.inc()
                 self._drop_writer()
                 if not paused:
                     paused = self._consumer.assignment()

@@ -1,11 +1,12 @@
 """The consumer's running totals: Prometheus counters plus one structured log line per interval."""
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from typing import get_args
 
 from service import metrics
+from service.model.codec import RejectionKind
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,12 @@ class IngestProgress:
     _interval_start: float = field(default_factory=time.monotonic, repr=False)
     _interval_stored: int = field(default=0, repr=False)
     _batch_seconds_total: float = field(default=0.0, repr=False)
+
+    def __post_init__(self) -> None:
+        # Every kind's series exists from the start at 0: Prometheus' increase() and rate()
+        # cannot see the first dead letter of a series that appears already at 1.
+        for kind in get_args(RejectionKind):
+            metrics.DEAD_LETTERS.labels(kind)
 
     def dead_letter(self, kind: str) -> None:
         self.dead_lettered[kind] = self.dead_lettered.get(kind, 0) + 1
@@ -54,6 +61,6 @@ class IngestProgress:
         line["mean_batch_ms"] = (
             round(1000 * self._batch_seconds_total / self.batches, 2) if self.batches else 0.0
         )
-        log.info("ingest %s", json.dumps(line, sort_keys=True))
+        log.info("ingest progress", extra={"fields": line})
         self._interval_start = now
         self._interval_stored = 0

@@ -26,6 +26,8 @@ CONNECT_TIMEOUT_S = 5
 # SQLSTATE classes that describe the rows, not the server: 22 data exception,
 # 23 integrity constraint violation.
 _DATA_CLASSES = ("22", "23")
+# Not a SQLSTATE: the key of TLS failures, which are the client's to fix.
+_TLS = "TLS"
 MIGRATE_HINT = "run `./dev migrate-up` (in a container: `python -m service migrate up`)"
 # What an operator does about each SQLSTATE (exact code first, then its class): 28 invalid
 # authorization, 3D no such database, 42 a missing table or column, or a privilege not granted.
@@ -34,6 +36,8 @@ _OPERATOR_FIXES = {
     "28": "check POSTGRES_USER and POSTGRES_PASSWORD",
     "3D": "check POSTGRES_DB, or create that database",
     "42": f"the schema is missing or older than this build: {MIGRATE_HINT}",
+    _TLS: "check POSTGRES_SSLROOTCERT (the CA that signed the server's certificate), "
+    "POSTGRES_SSLMODE, and that POSTGRES_HOST is a name the certificate is for",
 }
 # A failed connection carries no SQLSTATE (libpq reports the server's FATAL as text), so the
 # server's own wording picks the fix. Messages are in English unless the server's lc_messages
@@ -44,6 +48,11 @@ _CONNECT_FAILURES = {
     "role .* does not exist": "28",
     "database .* does not exist": "3D",
     "permission denied for database": "42501",
+    # libpq's own words for a TLS failure, which never reaches the server.
+    "certificate verify failed": _TLS,
+    "does not match host name": _TLS,
+    "root certificate file": _TLS,
+    "server does not support SSL": _TLS,
 }
 
 

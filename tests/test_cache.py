@@ -126,6 +126,38 @@ def test_put_many_counts_only_the_values_that_fit(cache: SharedCache) -> None:
     assert cache.get("b") is None
 
 
+def test_a_batch_overwriting_keys_keeps_one_entry_each_with_the_last_value(name: str) -> None:
+    """Batches longer than a run, into an empty region and over it: stored and indexed in
+    runs, with the same result as one put after another."""
+    cache = SharedCache.create(name, capacity=1000, byte_budget=BIG_BUDGET)
+    try:
+        first = [(f"order-{i}", f"first {i}".encode()) for i in range(300)]
+        assert cache.put_many(first) == 300
+        again = [(f"order-{i % 50}", f"again {i}".encode()) for i in range(100)]
+        assert cache.put_many(again) == 100
+        expected = dict(first) | dict(again)
+        assert all(cache.get(key) == value for key, value in expected.items())
+        stats = cache.stats()
+        assert stats.entries == 300
+        assert stats.bytes_used == sum(record_size(len(k), len(v)) for k, v in expected.items())
+    finally:
+        cache.close()
+        cache.unlink()
+
+
+def test_a_batch_larger_than_the_budget_keeps_its_newest_items(name: str) -> None:
+    cache = SharedCache.create(name, capacity=1000, byte_budget=8192)
+    items = [(f"k{i:02d}", bytes(1000)) for i in range(20)]
+    try:
+        assert cache.put_many(items) == 20
+        present = [i for i in range(20) if cache.get(f"k{i:02d}") is not None]
+        assert present == list(range(20 - len(present), 20))
+        assert cache.stats().evictions == 20 - len(present)
+    finally:
+        cache.close()
+        cache.unlink()
+
+
 def test_capacity_by_count_evicts_the_oldest_unread_entries(name: str) -> None:
     cache = SharedCache.create(name, capacity=4, byte_budget=BIG_BUDGET)
     try:

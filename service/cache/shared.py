@@ -11,13 +11,14 @@ Concurrency:
   drops a flock when its holder dies, so a killed writer never leaves the cache locked. After
   a fork the fd is reopened: parent and child sharing one open file would share one lock.
 * Readers take no lock. A global seqlock (`SEQ_W`) is odd while a writer mutates and is bumped
-  around each single put (not around a whole batch, so readers are not starved during a
-  warm-up). A reader reads seq, looks the key up, copies the value out, and re-reads seq; if it
-  was odd or has changed it retries a bounded number of times and then reports a miss. A miss
-  is always safe: the caller falls back to PostgreSQL. Because a reader may look at memory in
-  the middle of being rewritten, every offset and length it reads is bounds-checked and every
-  probe loop is bounded, so garbage gives a miss, never an exception or a hang. Readers write
-  nothing but CLOCK reference bits, which sit outside the log.
+  around each put, or each run of up to RUN puts indexed together (not around a whole batch,
+  so readers are not starved during a warm-up). A reader reads seq, looks the key up, copies
+  the value out, and re-reads seq; if it was odd or has changed it retries a bounded number of
+  times and then reports a miss. A miss is always safe: the caller falls back to PostgreSQL.
+  Because a reader may look at memory in the middle of being rewritten, every offset and
+  length it reads is bounds-checked and every probe loop is bounded, so garbage gives a miss,
+  never an exception or a hang. Readers write nothing but CLOCK reference bits, which sit
+  outside the log.
 * The seq word is also the dirty marker: a writer killed between its two increments leaves it
   odd. The next writer to take the lock sees that, clears the whole cache (entries are only a
   copy of PostgreSQL) and makes seq even again; readers see misses meanwhile.
@@ -67,6 +68,8 @@ from service.errors import CacheError, CacheKeyError
 log = logging.getLogger(__name__)
 
 READ_TRIES = 64
+# Puts under one odd seq: short enough that a reader's READ_TRIES outlast it.
+RUN = 32
 
 _crc32 = zlib.crc32
 _yield = os.sched_yield
@@ -252,8 +255,8 @@ class SharedCache:
                     # Only a writer killed between its two seq increments leaves seq odd.
                     self._recover("a writer died in the middle of an update")
                     self._hdr[SEQ_W] += 1
-                for key, value in batch:
-                    stored += self._put_locked(key, value)
+                for start in range(0, len(batch), RUN):
+                    stored += self._put_run_locked(batch[start : start + RUN])
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
@@ -279,11 +282,30 @@ class SharedCache:
                 self._is_owner = False
         return self._fd
 
-    def _put_locked(self, key: bytes, value: bytes) -> bool:
+    def _put_run_locked(self, items: list[tuple[bytes, bytes]]) -> int:
+        """Store a run of items: appended and indexed in one go while they fit at the head
+        without evicting (a warm-up into an empty region, most consumer batches), else one
+        by one."""
+        run = [(key, _crc32(key), value) for key, value in items]
+        written = self._writer.append_run(run)
+        if written is None:
+            return sum(self._put_locked(key, key_hash, value) for key, key_hash, value in run)
+        hdr = self._hdr
+        hdr[SEQ_W] += 1
+        try:
+            self._writer.index_run(run, *written)
+        except BaseException:
+            self._writer.clear()
+            raise
+        finally:
+            hdr[SEQ_W] += 1
+        return len(run)
+
+    def _put_locked(self, key: bytes, key_hash: int, value: bytes) -> bool:
         hdr = self._hdr
         hdr[SEQ_W] += 1  # odd: readers ignore what they see until the increment below
         try:
-            stored = self._writer.put(key, _crc32(key), value)
+            stored = self._writer.put(key, key_hash, value)
         except CorruptError as exc:
             self._recover(str(exc))
             stored = False

@@ -19,7 +19,7 @@ from service.errors import OPERATOR_ERROR_EXIT
 from service.ingest.kafka import consumer_config, producer_config
 from service.model import encode_order
 from tests.certs import make_authority
-from tests.kafka_helpers import consumer_process, headers, scalar, wait_for
+from tests.helpers import headers, scalar, service_process, wait_for
 from tests.orders import random_orders
 from tests.secure_kafka import SCRAM_MECHANISM, SecureKafka, secure_kafka
 
@@ -94,7 +94,7 @@ def test_the_service_ingests_and_dead_letters_over_sasl_ssl_with_scram(
     env = sasl_env(base_env, broker)
     secure = load_settings(env)
     orders = random_orders(5, seed=16)
-    with consumer_process(env), psycopg.connect(settings.postgres_conninfo) as db:
+    with service_process(env, "consume"), psycopg.connect(settings.postgres_conninfo) as db:
         produce_with(secure, [encode_order(o) for o in orders[:3]] + [b"not json"])
         produce_with(secure, [encode_order(o) for o in orders[3:]])
         uids = [o.order_uid for o in orders]

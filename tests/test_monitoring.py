@@ -17,8 +17,15 @@ import yaml  # type: ignore[import-untyped]
 
 from service.config import Settings
 from service.model import encode_order
-from tests.conftest import free_port, service_process, service_url, wait_until_ready
-from tests.kafka_helpers import produce, scalar, wait_for
+from tests.helpers import (
+    free_port,
+    produce,
+    scalar,
+    service_process,
+    service_url,
+    wait_for,
+    wait_until_ready,
+)
 from tests.monitoring import (
     GRAFANA_DIR,
     PROMETHEUS_DIR,

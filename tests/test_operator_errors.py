@@ -11,7 +11,7 @@ import pytest
 from service.config import Settings, load_settings
 from service.errors import OPERATOR_ERROR_EXIT, StoreMisconfigured
 from service.store.db import connect
-from tests.conftest import REPO, service_process, service_url, wait_until_ready
+from tests.helpers import REPO, service_process, service_url, wait_until_ready
 
 pytestmark = pytest.mark.integration
 

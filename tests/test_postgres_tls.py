@@ -14,7 +14,7 @@ from service.config import Settings, load_settings
 from service.errors import OPERATOR_ERROR_EXIT, StoreMisconfigured
 from service.store.db import connect
 from tests.certs import Authority, make_authority, make_certificate
-from tests.conftest import infra
+from tests.helpers import infra
 
 pytestmark = pytest.mark.integration
 

@@ -35,6 +35,7 @@ Conn = psycopg.Connection[tuple[object, ...]]
 PARTITIONS = 6
 
 REPO = Path(__file__).resolve().parents[1]
+Completed = subprocess.CompletedProcess[str]
 
 
 # --- processes and infrastructure ---------------------------------------------------------
@@ -99,6 +100,19 @@ def service_process(env: dict[str, str], *args: str) -> Iterator[subprocess.Pope
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def run_service(env: dict[str, str], *args: str, timeout: float = 90) -> Completed:
+    """`python -m service <args>` to its end (within `timeout`), its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _postgres_answers(settings: Settings) -> bool:
@@ -364,6 +378,22 @@ def shared_by(brokers: str, group: str, members: int) -> bool:
         and all(held)
         and sorted(p for partitions in held for p in partitions) == list(range(PARTITIONS))
     )
+
+
+def unread(brokers: str, group: str, topic: str) -> int:
+    """Messages between the group's committed offsets and the end of each partition (all of
+    them where it committed none)."""
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": group})
+    try:
+        committed = consumer.committed(
+            [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10
+        )
+        return sum(
+            consumer.get_watermark_offsets(tp, timeout=10)[1] - max(tp.offset, 0)
+            for tp in committed
+        )
+    finally:
+        consumer.close()
 
 
 def consumed(metrics_dir: Path) -> int:

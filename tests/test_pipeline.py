@@ -20,7 +20,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     AlterConfigOpType,
@@ -40,6 +39,7 @@ from tests.helpers import (
     scalar,
     service_process,
     topic_size,
+    unread,
     wait_for,
 )
 from tests.orders import random_orders, reference_dict
@@ -85,21 +85,6 @@ def assert_exactly_once(db: Conn, orders: list[Order]) -> None:
     assert items == sum(len(o.items) for o in orders)
 
 
-def uncommitted(brokers: str, group: str, topic: str) -> int:
-    """Messages after the group's committed offsets (all of them if it committed none)."""
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": group})
-    try:
-        committed = consumer.committed(
-            [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10
-        )
-        return sum(
-            consumer.get_watermark_offsets(tp, timeout=10)[1] - max(tp.offset, 0)
-            for tp in committed
-        )
-    finally:
-        consumer.close()
-
-
 def lock_waits(db: Conn) -> int:
     return scalar(
         db,
@@ -134,10 +119,10 @@ def test_killed_with_one_batch_in_the_database_and_the_next_decoded_it_loses_not
         process.send_signal(signal.SIGKILL)
         process.wait()
     assert stored(db, first + second) == 0
-    assert uncommitted(brokers, env["KAFKA_GROUP"], topic) == len(first) + len(second) + 1
+    assert unread(brokers, env["KAFKA_GROUP"], topic) == len(first) + len(second) + 1
     with service_process(env, "consume"):
         wait_for(lambda: stored(db, first + second) == 400, what="every order stored")
-        wait_for(lambda: uncommitted(brokers, env["KAFKA_GROUP"], topic) == 0, what="commit")
+        wait_for(lambda: unread(brokers, env["KAFKA_GROUP"], topic) == 0, what="commit")
     assert_exactly_once(db, first + second)
     dead = read_all(brokers, dlq, topic_size(brokers, dlq))
     assert {m.value() for m in dead} == {invalid("pipeline-bad")}
@@ -173,13 +158,13 @@ def test_killed_with_a_stored_batch_waiting_for_its_dead_letters_it_commits_noth
         send(brokers, topic, orders, invalid("pipeline-unacked"))
         wait_for(lambda: stored(db, orders) == len(orders), what="the batch stored")
         # Stored, but its dead letter is unacknowledged: no offset may have moved.
-        assert uncommitted(brokers, env["KAFKA_GROUP"], topic) == len(orders) + 1
+        assert unread(brokers, env["KAFKA_GROUP"], topic) == len(orders) + 1
         process.send_signal(signal.SIGKILL)
         process.wait()
     assert topic_size(brokers, dlq) == 0
     set_max_message_bytes(brokers, dlq, 4_194_304)
     with service_process(env, "consume"):
-        wait_for(lambda: uncommitted(brokers, env["KAFKA_GROUP"], topic) == 0, what="commit")
+        wait_for(lambda: unread(brokers, env["KAFKA_GROUP"], topic) == 0, what="commit")
     assert_exactly_once(db, orders)
     dead = read_all(brokers, dlq, topic_size(brokers, dlq))
     assert {m.value() for m in dead} == {invalid("pipeline-unacked")}
@@ -213,7 +198,7 @@ def test_a_rebalance_with_the_pipeline_full_drains_it_before_handing_partitions_
             wait_for(lambda: all(assignment(brokers, group)), what="partitions shared")
             send(brokers, topic, third)
             wait_for(lambda: stored(db, first + second + third) == 600, what="all stored")
-            wait_for(lambda: uncommitted(brokers, group, topic) == 0, what="all committed")
+            wait_for(lambda: unread(brokers, group, topic) == 0, what="all committed")
     assert_exactly_once(db, first + second + third)
     # Everything a held before the hand-over was committed by it: no message was read twice.
     assert consumed(tmp_path / "a") + consumed(tmp_path / "b") == 601

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from service.cache.region import remove_files
 from service.config import Settings, load_settings
@@ -33,6 +33,7 @@ from tests.helpers import (
     service_process,
     shared_by,
     stored_count,
+    unread,
     wait_for,
     wait_until_ready,
 )
@@ -84,21 +85,6 @@ def streaming(brokers: str, topic: str, orders: list[Order], seconds: float) -> 
     yield
     thread.join()
     assert not errors, errors
-
-
-def unread(brokers: str, group: str, topic: str) -> int:
-    """Messages between the group's committed offsets and the end of each partition."""
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": group})
-    try:
-        committed = consumer.committed(
-            [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10
-        )
-        return sum(
-            consumer.get_watermark_offsets(tp, timeout=10)[1] - max(tp.offset, 0)
-            for tp in committed
-        )
-    finally:
-        consumer.close()
 
 
 def assert_exactly_once(db: Conn, orders: list[Order]) -> None:

@@ -1,7 +1,5 @@
 import json
 import re
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 
@@ -10,33 +8,18 @@ import pytest
 
 from service.config import Settings
 from service.model import Order, encode_order
-from service.store.db import connect
-from service.store.writer import OrderWriter
-from tests.conftest import (
-    REPO,
+from tests.helpers import (
     free_port,
     infra,
+    metric,
     service_process,
     service_url,
+    store,
     wait_until_ready,
 )
 from tests.orders import as_order, random_orders, reference_dict
 
 pytestmark = pytest.mark.integration
-
-
-def store(settings: Settings, orders: list[Order]) -> None:
-    writer = OrderWriter(connect(settings))
-    try:
-        writer.write(orders)
-    finally:
-        writer.close()
-
-
-def metric(url: str, name: str) -> float:
-    text = httpx.get(f"{url}/metrics").text
-    match = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
-    return float(match[1]) if match else 0.0
 
 
 def test_a_stored_order_is_a_miss_then_a_hit_with_identical_bytes(
@@ -136,21 +119,16 @@ def restarted_service(
     """A second service (own port and cache) started after orders were stored."""
     orders = random_orders(50, seed=41)
     store(settings, orders)
-    port = free_port()
     env = {
         **base_env,
-        "HTTP_PORT": str(port),
+        "HTTP_PORT": str(free_port()),
         "CACHE_NAME": f"warm-{uuid.uuid4().hex[:8]}",
         "METRICS_DIR": f"/tmp/order-service-warm-{uuid.uuid4().hex[:8]}",
     }
-    process = subprocess.Popen([sys.executable, "-m", "service", "serve"], env=env, cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    url = service_url(env)
+    with service_process(env, "serve"):
         wait_until_ready(url)
         yield url, orders
-    finally:
-        process.terminate()
-        process.wait(60)
 
 
 def test_a_restarted_service_answers_from_the_warmed_cache_without_database_queries(

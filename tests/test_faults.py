@@ -22,49 +22,38 @@ import pytest
 from service.config import Settings, load_settings
 from service.ingest.kafka import ensure_topics
 from service.model import Order, encode_order
-from tests.conftest import outage, service_process, service_url, wait_until_ready
-from tests.http_load import HttpLoad, statuses
-from tests.kafka_helpers import (
+from tests.helpers import (
     REPO,
+    Cached,
     PacedProducer,
-    consumer_process,
+    answered_404,
+    assert_stored_exactly,
+    cached_orders,
+    outage,
     produce,
     read_all,
+    report,
     scalar,
+    service_process,
+    service_url,
+    store,
+    stored_body,
+    stored_count,
+    stored_now,
     topic_size,
+    uids_of,
+    unknown,
+    values_of,
     wait_for,
+    wait_until_ready,
 )
+from tests.http_load import HttpLoad, statuses
 from tests.orders import random_orders, reference_dict
-from tests.stored import stored_body
 from tests.tcp_forward import FORWARDER, ready_addresses
-from tests.test_api import store
-from tests.test_ingest import stored_count
 
 pytestmark = pytest.mark.integration
 
 Conn = psycopg.Connection[tuple[object, ...]]
-
-
-def report(fault: str, **counts: object) -> None:
-    print(f"\nRELIABILITY {fault}: " + " ".join(f"{k}={v}" for k, v in counts.items()), flush=True)
-
-
-def items_count(db: Conn, uids: list[str]) -> int:
-    return scalar(db, "SELECT count(*) FROM items WHERE order_uid = ANY(%s)", uids)
-
-
-def assert_stored_exactly(db: Conn, orders: list[Order]) -> None:
-    uids = [o.order_uid for o in orders]
-    assert stored_count(db, uids) == len(set(uids))
-    assert items_count(db, uids) == sum(len(o.items) for o in orders)
-
-
-def uids_of(orders: list[Order]) -> list[str]:
-    return [o.order_uid for o in orders]
-
-
-def values_of(orders: list[Order]) -> list[bytes]:
-    return [encode_order(o) for o in orders]
 
 
 # --- SIGKILL during ingest ---------------------------------------------------------------
@@ -185,7 +174,7 @@ def kill_mid_stream(env: dict[str, str], settings: Settings, db: Conn, stream: S
         stages.produce_until((kill + 1) * slice_size)
         stored_before = stored_count(db, uids)
         threshold = rng.randint(stored_before + 1, stages.valid_produced())
-        with consumer_process(env) as process:
+        with service_process(env, "consume") as process:
             # A restart waits for the group to drop the killed member (its session timeout).
             wait_for(lambda: stored_count(db, uids) >= threshold, 120, f"{threshold} stored")  # noqa: B023
             if kill % 2 == 0:
@@ -220,7 +209,7 @@ def test_sigkill_mid_stream_and_mid_write_stores_every_valid_order_once_and_dead
     kills = kill_mid_stream(env, settings, db, stream)
     uids = uids_of(stream.valid)
     dlq = env["KAFKA_DLQ_TOPIC"]
-    with consumer_process(env):
+    with service_process(env, "consume"):
         wait_for(lambda: stored_count(db, uids) == len(uids), 180, "every valid order stored")
         wait_for(lambda: topic_size(settings.kafka_brokers, dlq) >= CRASH_INVALID, 60, "DLQ")
     assert_stored_exactly(db, stream.valid)
@@ -255,38 +244,6 @@ def test_sigkill_mid_stream_and_mid_write_stores_every_valid_order_once_and_dead
 
 
 # --- PostgreSQL and Kafka outages --------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Cached:
-    """Paths of orders the cache holds."""
-
-    uids: list[str]
-
-    def __call__(self, rng: random.Random) -> str:
-        return f"/order/{rng.choice(self.uids)}"
-
-
-def unknown(rng: random.Random) -> str:
-    """The path of an order nobody stored: a miss."""
-    return f"/order/unknown-{rng.getrandbits(64):x}"
-
-
-def cached_orders(url: str, orders: list[Order]) -> list[str]:
-    """Ids of `orders`, each fetched once so it is in the cache whatever the consumer did."""
-    for order in orders:
-        assert httpx.get(f"{url}/order/{order.order_uid}").status_code == 200
-    return uids_of(orders)
-
-
-def answered_404(load: HttpLoad, since: float) -> int:
-    return statuses(load.outcomes(since))[404]
-
-
-def stored_now(settings: Settings, uids: list[str]) -> int:
-    """stored_count on a new connection: PostgreSQL restarts in between."""
-    with psycopg.connect(settings.postgres_conninfo, autocommit=True) as db:
-        return stored_count(db, uids)
 
 
 @pytest.mark.slow
@@ -543,7 +500,7 @@ def test_sigterm_under_ingest_and_http_load_completes_in_flight_work_and_loses_n
         wait_until_ready(url)  # the cache region exists now: the consumer fills it
         store(settings, stored)
         load = HttpLoad(url, HitOrFill(uids_of(cached), uids_of(stored)), threads=4)
-        with consumer_process(env) as consumer, load:
+        with service_process(env, "consume") as consumer, load:
             wait_for(lambda: load.count() >= 100, 30, "HTTP load under way")
             produce(
                 settings.kafka_brokers, env["KAFKA_TOPIC"], values_of(streamed), uids_of(streamed)
@@ -564,7 +521,7 @@ def test_sigterm_under_ingest_and_http_load_completes_in_flight_work_and_loses_n
     in_flight = [o for o in load.outcomes() if o.started < sigterm_at < o.ended]
     before = load.outcomes(until=sigterm_at) + in_flight
     assert statuses(before) == {200: len(before)}, "a request in flight was not answered"
-    with consumer_process(env):
+    with service_process(env, "consume"):
         wait_for(lambda: stored_count(db, uids_of(streamed)) == len(streamed), what="rest stored")
     assert_stored_exactly(db, streamed)
     report(

@@ -27,11 +27,17 @@ from service.errors import StoreRejected
 from service.ingest.kafka import ensure_topics
 from service.model import Order, Rejection, decode_order, encode_order
 from service.produce import random_order
-from service.store.db import connect
 from service.store.writer import OrderWriter
-from tests.kafka_helpers import consumer_process, headers, produce, read_all, topic_size, wait_for
+from tests.helpers import (
+    headers,
+    produce,
+    read_all,
+    service_process,
+    stored_count,
+    topic_size,
+    wait_for,
+)
 from tests.orders import reference_dict
-from tests.test_ingest import stored_count
 
 pytestmark = pytest.mark.integration
 
@@ -119,13 +125,6 @@ hostile_messages = st.one_of(
 )
 
 
-@pytest.fixture
-def writer(settings: Settings) -> Iterator[OrderWriter]:
-    writer = OrderWriter(connect(settings))
-    yield writer
-    writer.close()
-
-
 @settings(
     max_examples=1_000,
     deadline=5_000,
@@ -161,7 +160,7 @@ def fuzz_topic(base_env: dict[str, str], settings: Settings) -> Iterator[dict[st
         "KAFKA_DLQ_TOPIC": f"{topic}.dlq",
     }
     ensure_topics(load_settings(env))
-    with consumer_process(env) as process:
+    with service_process(env, "consume") as process:
         yield env
         assert process.poll() is None, "the consumer died on hostile input"
 

@@ -7,16 +7,18 @@ import pytest
 
 from service.config import Settings
 from service.model import encode_order
-from tests.kafka_helpers import (
-    consumer_process,
+from tests.helpers import (
     headers,
     produce,
     read_all,
     scalar,
+    service_process,
+    stored_body,
+    stored_count,
+    stored_order,
     wait_for,
 )
 from tests.orders import random_orders, reference_dict
-from tests.stored import stored_body, stored_order
 
 pytestmark = pytest.mark.integration
 
@@ -35,16 +37,12 @@ def env(base_env: dict[str, str], settings: Settings) -> dict[str, str]:
     }
 
 
-def stored_count(db: Conn, uids: list[str]) -> int:
-    return scalar(db, "SELECT count(*) FROM orders WHERE order_uid = ANY(%s)", uids)
-
-
 def test_produced_orders_are_stored_with_every_nested_row_equal(
     env: dict[str, str], settings: Settings, db: Conn
 ) -> None:
     orders = random_orders(300, seed=10)
     uids = [o.order_uid for o in orders]
-    with consumer_process(env):
+    with service_process(env, "consume"):
         produce(settings.kafka_brokers, env["KAFKA_TOPIC"], [encode_order(o) for o in orders], uids)
         wait_for(lambda: stored_count(db, uids) == len(orders), what="all orders stored")
     for order in orders:
@@ -60,7 +58,7 @@ def test_a_batch_delivered_twice_makes_no_duplicate_rows(
     orders = random_orders(100, seed=11)
     uids = [o.order_uid for o in orders]
     values = [encode_order(o) for o in orders]
-    with consumer_process(env):
+    with service_process(env, "consume"):
         produce(settings.kafka_brokers, env["KAFKA_TOPIC"], values + values, uids + uids)
         wait_for(lambda: stored_count(db, uids) == len(orders), what="orders stored")
         last = orders[-1]
@@ -103,7 +101,7 @@ def test_each_invalid_message_is_dead_lettered_with_its_reason_and_the_next_vali
     cases = _invalid_messages()
     valid = reference_dict()
     values = [raw for raw, _ in cases.values()] + [json.dumps(valid).encode()]
-    with consumer_process(env):
+    with service_process(env, "consume"):
         # One partition key, so the valid order comes after every invalid one.
         produce(settings.kafka_brokers, env["KAFKA_TOPIC"], values, ["same"] * len(values))
         wait_for(lambda: stored_count(db, [valid["order_uid"]]) == 1, what="valid order stored")
@@ -124,11 +122,11 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(
 ) -> None:
     orders = random_orders(3_000, seed=13)
     uids = [o.order_uid for o in orders]
-    with consumer_process({**env, "INGEST_BATCH_SIZE": "200"}) as process:
+    with service_process({**env, "INGEST_BATCH_SIZE": "200"}, "consume") as process:
         produce(settings.kafka_brokers, env["KAFKA_TOPIC"], [encode_order(o) for o in orders], uids)
         wait_for(lambda: stored_count(db, uids) > 0, what="ingest under way")
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
     # Whatever was not stored before the stop is stored by the next run: nothing is lost.
-    with consumer_process(env):
+    with service_process(env, "consume"):
         wait_for(lambda: stored_count(db, uids) == len(orders), what="every order stored")

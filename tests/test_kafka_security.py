@@ -19,7 +19,7 @@ from service.errors import OPERATOR_ERROR_EXIT
 from service.ingest.kafka import consumer_config, producer_config
 from service.model import encode_order
 from tests.certs import make_authority
-from tests.kafka_helpers import consumer_process, headers, scalar, wait_for
+from tests.helpers import headers, run_service, service_process, stored_count, wait_for
 from tests.orders import random_orders
 from tests.secure_kafka import SCRAM_MECHANISM, SecureKafka, secure_kafka
 
@@ -75,15 +75,7 @@ def read_with(settings: Settings, topic: str, expected: int) -> list[Message]:
 
 def start_error(env: dict[str, str]) -> str:
     """What `python -m service consume` says when it refuses to start (it must, in time)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "service", "consume"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    result = run_service(env, "consume")
     assert result.returncode == OPERATOR_ERROR_EXIT, result.stderr[-2000:]
     return result.stderr
 
@@ -94,17 +86,11 @@ def test_the_service_ingests_and_dead_letters_over_sasl_ssl_with_scram(
     env = sasl_env(base_env, broker)
     secure = load_settings(env)
     orders = random_orders(5, seed=16)
-    with consumer_process(env), psycopg.connect(settings.postgres_conninfo) as db:
+    with service_process(env, "consume"), psycopg.connect(settings.postgres_conninfo) as db:
         produce_with(secure, [encode_order(o) for o in orders[:3]] + [b"not json"])
         produce_with(secure, [encode_order(o) for o in orders[3:]])
         uids = [o.order_uid for o in orders]
-        wait_for(
-            lambda: (
-                scalar(db, "SELECT count(*) FROM orders WHERE order_uid = ANY(%s)", uids)
-                == len(orders)
-            ),
-            what="the orders stored",
-        )
+        wait_for(lambda: stored_count(db, uids) == len(orders), what="the orders stored")
         db.rollback()
     (dead,) = read_with(secure, secure.kafka_dlq_topic, 1)
     assert dead.value() == b"not json"

@@ -11,11 +11,10 @@ from service.config import Settings
 from service.errors import StoreUnavailable
 from service.model import encode_order
 from service.store import loader
-from service.store.db import Pool, async_pool, connect
+from service.store.db import Pool, async_pool
 from service.store.loader import DocumentLoader
 from service.store.reader import fetch_documents
-from service.store.writer import OrderWriter
-from tests.conftest import free_port
+from tests.helpers import free_port, store
 from tests.orders import random_orders
 
 pytestmark = pytest.mark.integration
@@ -24,9 +23,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def stored_bodies(settings: Settings) -> dict[str, bytes]:
     orders = random_orders(40, seed=71)
-    writer = OrderWriter(connect(settings))
-    writer.write(orders)
-    writer.close()
+    store(settings, orders)
     return {order.order_uid: encode_order(order) for order in orders}
 
 

@@ -18,8 +18,7 @@ from service.config import Settings
 from service.errors import OPERATOR_ERROR_EXIT
 from service.logs import JsonFormatter, TextFormatter
 from service.model import encode_order
-from tests.conftest import REPO, service_url, wait_until_ready
-from tests.kafka_helpers import produce, scalar, wait_for
+from tests.helpers import REPO, produce, scalar, service_url, wait_for, wait_until_ready
 from tests.orders import random_orders
 
 

@@ -8,8 +8,8 @@ from service.model import decode_order
 from service.store import migrate
 from service.store.db import connect
 from service.store.writer import OrderWriter
+from tests.helpers import stored_body
 from tests.orders import random_orders
-from tests.stored import stored_body
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,15 @@ import yaml  # type: ignore[import-untyped]
 
 from service.config import Settings
 from service.model import encode_order
-from tests.conftest import free_port, service_process, service_url, wait_until_ready
-from tests.kafka_helpers import produce, scalar, wait_for
+from tests.helpers import (
+    free_port,
+    produce,
+    service_process,
+    service_url,
+    stored_count,
+    wait_for,
+    wait_until_ready,
+)
 from tests.monitoring import (
     GRAFANA_DIR,
     PROMETHEUS_DIR,
@@ -132,13 +139,7 @@ def test_a_real_prometheus_answers_the_dashboard_and_the_rules_from_a_running_se
             produce(settings.kafka_brokers, env["KAFKA_TOPIC"], [b"not an order"])
             with psycopg.connect(settings.postgres_conninfo, autocommit=True) as db:
                 uids = [o.order_uid for o in orders]
-                wait_for(
-                    lambda: (
-                        scalar(db, "SELECT count(*) FROM orders WHERE order_uid = ANY(%s)", uids)
-                        == len(uids)
-                    ),
-                    what="the orders stored",
-                )
+                wait_for(lambda: stored_count(db, uids) == len(uids), what="the orders stored")
             for order in orders:
                 assert httpx.get(f"{url}/order/{order.order_uid}").status_code == 200
             assert httpx.get(f"{url}/order/{uuid.uuid4().hex}").status_code == 404

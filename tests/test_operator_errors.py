@@ -11,7 +11,7 @@ import pytest
 from service.config import Settings, load_settings
 from service.errors import OPERATOR_ERROR_EXIT, StoreMisconfigured
 from service.store.db import connect
-from tests.conftest import REPO, service_process, service_url, wait_until_ready
+from tests.helpers import REPO, run_service, service_process, service_url, wait_until_ready
 
 pytestmark = pytest.mark.integration
 
@@ -31,15 +31,7 @@ def migrate(env: dict[str, str], *args: str) -> None:
 def test_a_consumer_without_the_schema_exits_at_once_saying_to_migrate(
     unmigrated_env: dict[str, str],
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "service", "consume"],
-        env=unmigrated_env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_service(unmigrated_env, "consume")
     assert result.returncode == OPERATOR_ERROR_EXIT
     assert "is at schema version 0 and this build needs" in result.stderr
     assert "./dev migrate-up" in result.stderr

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     AlterConfigOpType,
@@ -32,9 +31,18 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from service.config import Settings, load_settings
 from service.ingest.kafka import ensure_topics
 from service.model import Order, encode_order
-from tests.kafka_helpers import consumer_process, produce, read_all, scalar, topic_size, wait_for
+from tests.helpers import (
+    assignment,
+    consumed,
+    produce,
+    read_all,
+    scalar,
+    service_process,
+    topic_size,
+    unread,
+    wait_for,
+)
 from tests.orders import random_orders, reference_dict
-from tests.test_scale import assignment, consumed
 
 pytestmark = pytest.mark.integration
 
@@ -77,21 +85,6 @@ def assert_exactly_once(db: Conn, orders: list[Order]) -> None:
     assert items == sum(len(o.items) for o in orders)
 
 
-def uncommitted(brokers: str, group: str, topic: str) -> int:
-    """Messages after the group's committed offsets (all of them if it committed none)."""
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": group})
-    try:
-        committed = consumer.committed(
-            [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10
-        )
-        return sum(
-            consumer.get_watermark_offsets(tp, timeout=10)[1] - max(tp.offset, 0)
-            for tp in committed
-        )
-    finally:
-        consumer.close()
-
-
 def lock_waits(db: Conn) -> int:
     return scalar(
         db,
@@ -117,7 +110,7 @@ def test_killed_with_one_batch_in_the_database_and_the_next_decoded_it_loses_not
     # test's seed would make these orders stored already.
     first, second = random_orders(200, seed=150), random_orders(200, seed=151)
     ensure_topics(load_settings(env))
-    with orders_locked(settings), consumer_process(env) as process:
+    with orders_locked(settings), service_process(env, "consume") as process:
         send(brokers, topic, first)
         wait_for(lambda: lock_waits(db) > 0, what="the first batch waiting in the database")
         send(brokers, topic, second, invalid("pipeline-bad"))
@@ -126,10 +119,10 @@ def test_killed_with_one_batch_in_the_database_and_the_next_decoded_it_loses_not
         process.send_signal(signal.SIGKILL)
         process.wait()
     assert stored(db, first + second) == 0
-    assert uncommitted(brokers, env["KAFKA_GROUP"], topic) == len(first) + len(second) + 1
-    with consumer_process(env):
+    assert unread(brokers, env["KAFKA_GROUP"], topic) == len(first) + len(second) + 1
+    with service_process(env, "consume"):
         wait_for(lambda: stored(db, first + second) == 400, what="every order stored")
-        wait_for(lambda: uncommitted(brokers, env["KAFKA_GROUP"], topic) == 0, what="commit")
+        wait_for(lambda: unread(brokers, env["KAFKA_GROUP"], topic) == 0, what="commit")
     assert_exactly_once(db, first + second)
     dead = read_all(brokers, dlq, topic_size(brokers, dlq))
     assert {m.value() for m in dead} == {invalid("pipeline-bad")}
@@ -161,17 +154,17 @@ def test_killed_with_a_stored_batch_waiting_for_its_dead_letters_it_commits_noth
     admin.create_topics([new])[dlq].result(timeout=10)
     ensure_topics(load_settings(env))
     orders = random_orders(300, seed=152)
-    with consumer_process(env) as process:
+    with service_process(env, "consume") as process:
         send(brokers, topic, orders, invalid("pipeline-unacked"))
         wait_for(lambda: stored(db, orders) == len(orders), what="the batch stored")
         # Stored, but its dead letter is unacknowledged: no offset may have moved.
-        assert uncommitted(brokers, env["KAFKA_GROUP"], topic) == len(orders) + 1
+        assert unread(brokers, env["KAFKA_GROUP"], topic) == len(orders) + 1
         process.send_signal(signal.SIGKILL)
         process.wait()
     assert topic_size(brokers, dlq) == 0
     set_max_message_bytes(brokers, dlq, 4_194_304)
-    with consumer_process(env):
-        wait_for(lambda: uncommitted(brokers, env["KAFKA_GROUP"], topic) == 0, what="commit")
+    with service_process(env, "consume"):
+        wait_for(lambda: unread(brokers, env["KAFKA_GROUP"], topic) == 0, what="commit")
     assert_exactly_once(db, orders)
     dead = read_all(brokers, dlq, topic_size(brokers, dlq))
     assert {m.value() for m in dead} == {invalid("pipeline-unacked")}
@@ -187,13 +180,16 @@ def test_a_rebalance_with_the_pipeline_full_drains_it_before_handing_partitions_
     def member(name: str) -> dict[str, str]:
         return {**env, "METRICS_DIR": str(tmp_path / name)}
 
-    with consumer_process(member("a")), psycopg.connect(settings.postgres_conninfo) as lock:
+    with (
+        service_process(member("a"), "consume"),
+        psycopg.connect(settings.postgres_conninfo) as lock,
+    ):
         lock.execute("LOCK TABLE orders IN SHARE MODE")
         send(brokers, topic, first)
         wait_for(lambda: lock_waits(db) > 0, what="the first batch waiting in the database")
         send(brokers, topic, second, invalid("pipeline-rebalance"))
         wait_for(lambda: topic_size(brokers, env["KAFKA_DLQ_TOPIC"]) >= 1, what="decoded")
-        with consumer_process(member("b")):
+        with service_process(member("b"), "consume"):
             wait_for(lambda: len(assignment(brokers, group)) == 2, what="b joining the group")
             # a cannot give partitions up before its pipeline is stored and committed.
             assert sum(1 for held in assignment(brokers, group) if held) == 1
@@ -202,7 +198,7 @@ def test_a_rebalance_with_the_pipeline_full_drains_it_before_handing_partitions_
             wait_for(lambda: all(assignment(brokers, group)), what="partitions shared")
             send(brokers, topic, third)
             wait_for(lambda: stored(db, first + second + third) == 600, what="all stored")
-            wait_for(lambda: uncommitted(brokers, group, topic) == 0, what="all committed")
+            wait_for(lambda: unread(brokers, group, topic) == 0, what="all committed")
     assert_exactly_once(db, first + second + third)
     # Everything a held before the hand-over was committed by it: no message was read twice.
     assert consumed(tmp_path / "a") + consumed(tmp_path / "b") == 601

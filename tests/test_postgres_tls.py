@@ -1,8 +1,6 @@
 """The service over TLS to the real PostgreSQL: the run's cluster is switched to `ssl = on`
 with a certificate made by `openssl` (infra/postgres.sh tls-on), and back off afterwards."""
 
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +12,7 @@ from service.config import Settings, load_settings
 from service.errors import OPERATOR_ERROR_EXIT, StoreMisconfigured
 from service.store.db import connect
 from tests.certs import Authority, make_authority, make_certificate
-from tests.conftest import infra
+from tests.helpers import infra, run_service
 
 pytestmark = pytest.mark.integration
 
@@ -74,14 +72,7 @@ def test_verify_full_connects_with_the_servers_ca(
     }
     with connect(load_settings(env)) as conn:
         assert uses_tls(conn)
-    result = subprocess.run(
-        [sys.executable, "-m", "service", "migrate", "version"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_service(env, "migrate", "version")
     assert (result.returncode, result.stdout.strip()) == (0, "2"), result.stderr
 
 
@@ -110,13 +101,6 @@ def test_a_server_certificate_from_another_ca_is_refused_naming_the_setting(
         connect(load_settings(env))
     assert "certificate verify failed" in str(error.value)
     assert "POSTGRES_SSLROOTCERT" in str(error.value)
-    result = subprocess.run(
-        [sys.executable, "-m", "service", "migrate", "version"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_service(env, "migrate", "version")
     assert result.returncode == OPERATOR_ERROR_EXIT
     assert "To fix: check POSTGRES_SSLROOTCERT" in result.stderr

@@ -16,10 +16,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
-from prometheus_client import CollectorRegistry
-from prometheus_client.multiprocess import MultiProcessCollector
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from service.cache.region import remove_files
 from service.config import Settings, load_settings
@@ -27,14 +24,24 @@ from service.ingest.consumer import OrderConsumer
 from service.ingest.kafka import SESSION_TIMEOUT_MS, ensure_topics
 from service.model import Order, encode_order
 from tests import netns
-from tests.conftest import wait_until_ready
-from tests.kafka_helpers import consumer_process, produce, scalar, wait_for
+from tests.helpers import (
+    PARTITIONS,
+    assignment,
+    consumed,
+    produce,
+    scalar,
+    service_process,
+    shared_by,
+    stored_count,
+    unread,
+    wait_for,
+    wait_until_ready,
+)
 from tests.orders import random_orders
 
 pytestmark = pytest.mark.integration
 
 Conn = psycopg.Connection[tuple[object, ...]]
-PARTITIONS = 6
 # The consumer's session.timeout.ms: how long a killed member keeps its partitions.
 SESSION_TIMEOUT_S = SESSION_TIMEOUT_MS / 1000
 
@@ -80,49 +87,6 @@ def streaming(brokers: str, topic: str, orders: list[Order], seconds: float) -> 
     assert not errors, errors
 
 
-def assignment(brokers: str, group: str) -> list[set[int]]:
-    """The partitions of each member of `group`, as the group coordinator sees them now."""
-    admin = AdminClient({"bootstrap.servers": brokers})
-    description = admin.describe_consumer_groups([group])[group].result(timeout=10)
-    return [{tp.partition for tp in m.assignment.topic_partitions} for m in description.members]
-
-
-def shared_by(brokers: str, group: str, members: int) -> bool:
-    """Whether `members` consumers hold every partition between them, each at least one."""
-    held = assignment(brokers, group)
-    return (
-        len(held) == members
-        and all(held)
-        and sorted(p for partitions in held for p in partitions) == list(range(PARTITIONS))
-    )
-
-
-def unread(brokers: str, group: str, topic: str) -> int:
-    """Messages between the group's committed offsets and the end of each partition."""
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": group})
-    try:
-        committed = consumer.committed(
-            [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10
-        )
-        return sum(
-            consumer.get_watermark_offsets(tp, timeout=10)[1] - max(tp.offset, 0)
-            for tp in committed
-        )
-    finally:
-        consumer.close()
-
-
-def consumed(metrics_dir: Path) -> int:
-    """Messages read from the topic by the processes that kept their metrics in `metrics_dir`."""
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
-    return int(registry.get_sample_value("orders_consumed_total") or 0)
-
-
-def stored_count(db: Conn, uids: list[str]) -> int:
-    return scalar(db, "SELECT count(*) FROM orders WHERE order_uid = ANY(%s)", uids)
-
-
 def assert_exactly_once(db: Conn, orders: list[Order]) -> None:
     uids = [o.order_uid for o in orders]
     assert stored_count(db, uids) == len(orders)
@@ -138,8 +102,8 @@ def test_consumers_of_one_group_split_the_partitions_and_hand_them_over_without_
     uids = [o.order_uid for o in orders]
 
     def member(name: str) -> AbstractContextManager[subprocess.Popen[bytes]]:
-        return consumer_process(
-            {**env, "INGEST_BATCH_SIZE": "200", "METRICS_DIR": str(tmp_path / name)}
+        return service_process(
+            {**env, "INGEST_BATCH_SIZE": "200", "METRICS_DIR": str(tmp_path / name)}, "consume"
         )
 
     with streaming(brokers, env["KAFKA_TOPIC"], orders, seconds=15), member("a") as first:

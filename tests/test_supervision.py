@@ -17,12 +17,25 @@ from service import consumer_state
 from service.config import Settings
 from service.errors import OPERATOR_ERROR_EXIT, ConsumerCrashLoop, ConsumerStopped
 from service.supervisor import CRASH_LOOP_DEATHS, ConsumerSupervisor
-from tests.conftest import REPO, service_process, service_url, wait_until_ready
+from tests.helpers import (
+    REPO,
+    Cached,
+    cached_orders,
+    metric,
+    produce,
+    report,
+    service_process,
+    service_url,
+    stored_now,
+    topic_size,
+    uids_of,
+    unknown,
+    values_of,
+    wait_for,
+    wait_until_ready,
+)
 from tests.http_load import HttpLoad, statuses
-from tests.kafka_helpers import produce, topic_size, wait_for
 from tests.orders import random_orders
-from tests.test_api import metric
-from tests.test_faults import Cached, cached_orders, report, stored_now, uids_of, unknown, values_of
 
 
 def consumer(url: str) -> dict[str, Any]:

@@ -13,11 +13,8 @@ from service.cache import SharedCache
 from service.config import Settings
 from service.errors import StoreUnavailable
 from service.warmup import CHUNK, READ_AHEAD, warm_cache
-from tests.conftest import free_port
-from tests.kafka_helpers import scalar
+from tests.helpers import free_port, scalar, store, stored_body
 from tests.orders import random_orders
-from tests.stored import stored_body
-from tests.test_api import store
 
 pytestmark = pytest.mark.integration
 

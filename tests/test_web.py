@@ -17,9 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 
-from service.config import Settings
 from service.model import Order, decode_order
-from service.store.db import connect
 from service.store.writer import OrderWriter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,13 +89,6 @@ def page(chromium: Browser, api_url: str, request: pytest.FixtureRequest) -> Ite
         page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
         context.close()
     assert problems == []
-
-
-@pytest.fixture(scope="session")
-def writer(settings: Settings) -> Iterator[OrderWriter]:
-    order_writer = OrderWriter(connect(settings))
-    yield order_writer
-    order_writer.close()
 
 
 @pytest.fixture

@@ -1,24 +1,14 @@
 import json
-from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from service.config import Settings
 from service.model import encode_order
-from service.store.db import connect
 from service.store.writer import OrderWriter
+from tests.helpers import stored_body, stored_order
 from tests.orders import as_order, random_orders, reference_dict
-from tests.stored import stored_body, stored_order
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def writer(settings: Settings) -> Iterator[OrderWriter]:
-    writer = OrderWriter(connect(settings))
-    yield writer
-    writer.close()
 
 
 def read_back(db: psycopg.Connection[tuple[object, ...]], uid: str) -> bytes | None:

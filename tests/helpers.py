@@ -385,9 +385,8 @@ def unread(brokers: str, group: str, topic: str) -> int:
     them where it committed none)."""
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": group})
     try:
-        committed = consumer.committed(
-            [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10
-        )
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
         return sum(
             consumer.get_watermark_offsets(tp, timeout=10)[1] - max(tp.offset, 0)
             for tp in committed

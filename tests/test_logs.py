@@ -86,7 +86,10 @@ def test_the_consumer_logs_json_with_its_progress_figures(
         with psycopg.connect(settings.postgres_conninfo, autocommit=True) as db:
             uids = [o.order_uid for o in orders]
             # The consumer creates the topic at start; it reads from the earliest offset.
-            wait_for(lambda: topic_exists(env), what="the topic created")
+            wait_for(
+                lambda: topic_exists(settings.kafka_brokers, env["KAFKA_TOPIC"]),
+                what="the topic created",
+            )
             produce(
                 settings.kafka_brokers,
                 env["KAFKA_TOPIC"],
@@ -111,9 +114,8 @@ def test_the_consumer_logs_json_with_its_progress_figures(
     assert isinstance(last["stored_per_s"], float)
 
 
-def topic_exists(env: dict[str, str]) -> bool:
-    topics = AdminClient({"bootstrap.servers": env["KAFKA_BROKERS"]}).list_topics(timeout=5).topics
-    return env["KAFKA_TOPIC"] in topics
+def topic_exists(brokers: str, topic: str) -> bool:
+    return topic in AdminClient({"bootstrap.servers": brokers}).list_topics(timeout=5).topics
 
 
 @pytest.mark.integration

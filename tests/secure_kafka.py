@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.certs import Authority, Certificate, make_authority, make_certificate
+from tests.helpers import REPO, free_port
 
-REPO = Path(__file__).resolve().parents[1]
 LIBS = Path(os.environ.get("ORDERS_STATE_DIR", REPO / ".local")) / "kafka" / "libs"
+SINGLE_NODE = REPO / "infra" / "kafka" / "single-node.properties"
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 
 
@@ -28,12 +29,6 @@ class SecureKafka:
     client: Certificate
     username: str
     password: str
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _properties(home: Path, ports: dict[str, int], broker: Certificate, ca: Path) -> str:
@@ -59,16 +54,8 @@ ssl.truststore.type=PEM
 ssl.truststore.location={ca}
 listener.name.ssl.ssl.client.auth=required
 log.dirs={home / "data"}
-num.partitions=1
-offsets.topic.replication.factor=1
 offsets.topic.num.partitions=2
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=false
-"""
+{SINGLE_NODE.read_text()}"""
 
 
 def _java(*args: str | Path) -> list[str]:
@@ -93,7 +80,7 @@ def secure_kafka(home: Path) -> Iterator[SecureKafka]:
     authority = make_authority(home / "ca", "kafka-test-ca")
     broker = make_certificate(authority, home / "broker", "localhost")
     client = make_certificate(authority, home / "client", "orders-client")
-    ports = {name: _free_port() for name in ("SASL_SSL", "SSL", "INTERNAL", "CONTROLLER")}
+    ports = {name: free_port() for name in ("SASL_SSL", "SSL", "INTERNAL", "CONTROLLER")}
     config = home / "server.properties"
     config.write_text(_properties(home, ports, broker, authority.cert))
     username, password = "orders", uuid.uuid4().hex

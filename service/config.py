@@ -20,7 +20,7 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_METRICS_DIR = "/tmp/order-service-metrics"
 # The default byte budget per cached order. An order encodes to about 1.2 KB (the reference
 # order to 1.3 KB); the region is allocated up front, so a budget much larger than the data
-# is memory held for nothing (CACHE_SIZE x 4096 held 4 GB for 1.3 GB of orders).
+# is memory held for nothing.
 BYTES_PER_CACHED_ORDER = 2048
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 # ASCII digits only: str.isdigit() also accepts superscripts, which int() then refuses.

@@ -33,7 +33,7 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     app.state.orders = AppState(settings, cache, pool, documents)
     # Everything allocated so far (Litestar, the app, the modules) lives as long as the worker:
     # frozen, the collector's full passes stop re-scanning it. Those passes were the misses'
-    # tail: p99 29-31 ms frozen against 37-57 ms not, in alternating runs of bench.http.
+    # tail (measured in alternating runs of bench.http; docs/profiling-study.md).
     gc.freeze()
     try:
         yield

@@ -29,8 +29,8 @@ DOCUMENTS_BY_UID = "SELECT order_uid, body FROM order_documents WHERE order_uid 
 
 # The newest `limit` orders' bodies in storage order, which is arrival order: if the cache
 # must evict while warming up (a byte budget too small for them all) the earliest go first.
-# Sorting the bodies by date instead spilled 1.2 GB to disk and took 8 s for 1,000,000; this
-# is a hash semi-join on the keys and a sequential scan, about 1.2 s.
+# Sorting the bodies by date instead spilled to disk (docs/profiling-study.md, "a sort nobody
+# needed"); this is a hash semi-join on the keys and a sequential scan.
 _NEWEST_DOCUMENTS = """
 COPY (
     SELECT d.order_uid, d.body FROM order_documents d

@@ -73,6 +73,7 @@ RUN = 32
 
 _crc32 = zlib.crc32
 _yield = os.sched_yield
+_unpack_record = RECORD.unpack_from
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,18 +108,24 @@ class SharedCache:
         self._thread_lock = threading.Lock()
         self._views = views = Views(mm)
         self._writer = Writer(views)
-        # The read path's working set, as plain attributes for speed.
         self._mm = mm
         self._hdr = views.hdr
-        self._slot_ref = views.slot_ref
-        self._slot_hash = views.slot_hash
-        self._ref_bits = views.ref_bits
-        self._mask = views.mask
-        self._log0 = views.log0
         self._budget = views.budget
         # In any consistent state at most `capacity` slots are used, so a probe meets an empty
         # slot within capacity + 1 steps; a longer run can only come from a torn read.
-        self._max_probe = min(views.mask + 1, views.capacity + 1)
+        max_probe = min(views.mask + 1, views.capacity + 1)
+        # The read path's working set in one tuple: one load and an unpack per lookup instead
+        # of eight attribute loads.
+        self._read_path = (
+            mm,
+            views.slot_ref,
+            views.slot_hash,
+            views.ref_bits,
+            views.mask,
+            views.log0,
+            views.budget,
+            max_probe,
+        )
         self._closed = False
 
     @classmethod
@@ -149,7 +156,11 @@ class SharedCache:
     # ---- read path (no lock) ----------------------------------------------------------------
 
     def get(self, key: str) -> bytes | None:
-        """The value for `key`, or None if absent or not readable consistently right now."""
+        """The value for `key`, or None if absent or not readable consistently right now.
+
+        The first try is written out in full: it is the whole of a cache hit, the API's hot
+        path, where every call and attribute load shows in the throughput.
+        """
         try:
             data = key.encode("ascii")
         except UnicodeEncodeError:
@@ -158,13 +169,18 @@ class SharedCache:
             return None
         key_hash = _crc32(data)
         hdr = self._hdr
-        for _ in range(READ_TRIES):
+        seq = hdr[SEQ_W]
+        if not seq & 1:
+            value = self._lookup(data, key_hash)
+            if hdr[SEQ_W] == seq:
+                return value
+        for _ in range(READ_TRIES - 1):
+            _yield()  # a writer is mid-put: let it finish rather than spin against it
             seq = hdr[SEQ_W]
             if not seq & 1:
                 value = self._lookup(data, key_hash)
                 if hdr[SEQ_W] == seq:
                     return value
-            _yield()  # a writer is mid-put: let it finish rather than spin against it
         return None
 
     def _lookup(self, key: bytes, key_hash: int) -> bytes | None:
@@ -173,10 +189,10 @@ class SharedCache:
         The reference bit is set before the caller validates seq: on a torn read it may land
         on another entry, which only gives that entry one undeserved second chance.
         """
-        mm, refs, hashes, mask = self._mm, self._slot_ref, self._slot_hash, self._mask
-        budget, key_len = self._budget, len(key)
+        mm, refs, hashes, ref_bits, mask, log0, budget, max_probe = self._read_path
+        key_len = len(key)
         i = key_hash & mask
-        for _ in range(self._max_probe):
+        for _ in range(max_probe):
             ref = refs[i]
             if ref == 0:
                 return None
@@ -184,8 +200,8 @@ class SharedCache:
                 offset = ref - 1
                 if offset + RECORD_HEADER > budget:
                     return None
-                start = self._log0 + offset
-                size, rec_key_len, val_len, rec_hash = RECORD.unpack_from(mm, start)
+                start = log0 + offset
+                size, rec_key_len, val_len, rec_hash = _unpack_record(mm, start)
                 if (
                     rec_key_len == key_len
                     and rec_hash == key_hash
@@ -195,8 +211,8 @@ class SharedCache:
                     key_start = start + RECORD_HEADER
                     value_start = key_start + key_len
                     if mm[key_start:value_start] == key:
-                        if not self._ref_bits[i]:
-                            self._ref_bits[i] = 1
+                        if not ref_bits[i]:
+                            ref_bits[i] = 1
                         return mm[value_start : value_start + val_len]
             i = (i + 1) & mask
         return None

@@ -11,6 +11,7 @@ which explains them (400).
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Litestar
@@ -19,6 +20,7 @@ from prometheus_client import Counter
 from service import metrics
 from service.api.bridge import RsgiToAsgi
 from service.api.lookup import JSON, stored_order, valid_order_uid
+from service.api.state import AppState
 from service.api.tally import Tally
 
 _PREFIX = "/order/"
@@ -32,38 +34,45 @@ class Dispatcher:
     """The RSGI application: the order fast path in front of `app`, whose lifespan opens the
     worker's cache, pool and loader (`app.state.orders`) at start and closes them at exit."""
 
+    # Bound in `__rsgi_init__`, once the lifespan has opened them.
+    _state: AppState
+    _cached: Callable[[str], bytes | None]
+
     def __init__(self, app: Litestar) -> None:
         self.app = app
         self._bridge = RsgiToAsgi(app, self._count)  # type: ignore[arg-type]
-        self._by_status: dict[int, Counter] = {}
-        self._ok = self._status_counter(200)
+        self._by_status: dict[int, tuple[Counter]] = {}
+        self._hit_counts = (_HITS, *self._status_counts(200))
         self._tally = Tally()
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._tally.bind(loop)
         self._bridge.startup(loop)
+        # Opened by the lifespan that just ran, and the same until the worker exits: bound
+        # here, so a hit does not look them up in Litestar's `State` every time.
+        self._state = self.app.state.orders
+        self._cached = self._state.cache.get
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._tally.flush()
         self._bridge.shutdown(loop)
 
     async def __rsgi__(self, scope: Any, protocol: Any) -> None:
-        method: str = scope.method
         path: str = scope.path
-        if method in {"GET", "HEAD"} and path.startswith(_PREFIX):
+        method: str = scope.method
+        if path.startswith(_PREFIX) and method in {"GET", "HEAD"}:
             uid = path[_UID_AT:]
-            state = self.app.state.orders
             # Looked up before it is validated: only valid ids are ever cached, and the cache
             # answers None for any other string, so a hit skips the pattern match.
-            body = state.cache.get(uid)
+            body = self._cached(uid)
             if body is not None:
-                self._tally.count(_HITS, self._ok)
+                self._tally.count(self._hit_counts)
                 # granian writes no body for HEAD, and the content-length still.
                 protocol.response_bytes(200, _JSON, body)
                 return
             if valid_order_uid(uid):
                 started = time.perf_counter()
-                answer = await stored_order(state, uid)
+                answer = await stored_order(self._state, uid)
                 self._count(answer.status)
                 protocol.response_bytes(
                     answer.status, [("content-type", answer.media_type)], answer.body
@@ -75,13 +84,13 @@ class Dispatcher:
         await self._bridge(scope, protocol, "GET" if method == "HEAD" else None)
         _LATENCY.observe(time.perf_counter() - started)
 
-    def _status_counter(self, status: int) -> Counter:
-        counter = self._by_status.get(status)
-        if counter is None:
-            counter = self._by_status[status] = metrics.HTTP_REQUESTS.labels(str(status))
-        return counter
+    def _status_counts(self, status: int) -> tuple[Counter]:
+        counts = self._by_status.get(status)
+        if counts is None:
+            counts = self._by_status[status] = (metrics.HTTP_REQUESTS.labels(str(status)),)
+        return counts
 
     def _count(self, status: int) -> None:
         """Counted before the answer leaves (`Tally`), so a client reading /metrics next
         sees it."""
-        self._tally.count(self._status_counter(status))
+        self._tally.count(self._status_counts(status))

@@ -19,18 +19,20 @@ class Tally:
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiting: dict[Counter, int] = {}
+        self._waiting: dict[tuple[Counter, ...], int] = {}
         self._flush_scheduled = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def count(self, *counters: Counter) -> None:
+    def count(self, counters: tuple[Counter, ...]) -> None:
         """One request's counts: straight to Prometheus if it is the first of this loop
-        iteration, else at the iteration's end."""
+        iteration, else at the iteration's end. Each request adds 1 to every counter of
+        `counters`; the tuple is the key while it waits (one dict update per request), so
+        pass the same tuple object every time."""
         if self._flush_scheduled:
-            for counter in counters:
-                self._waiting[counter] = self._waiting.get(counter, 0) + 1
+            waiting = self._waiting
+            waiting[counters] = waiting.get(counters, 0) + 1
             return
         for counter in counters:
             counter.inc()
@@ -42,5 +44,6 @@ class Tally:
     def flush(self) -> None:
         self._flush_scheduled = False
         waiting, self._waiting = self._waiting, {}
-        for counter, n in waiting.items():
-            counter.inc(n)
+        for counters, n in waiting.items():
+            for counter in counters:
+                counter.inc(n)

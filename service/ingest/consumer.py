@@ -9,8 +9,9 @@ Three stages, so that PostgreSQL writes one batch while Python decodes the next:
   2. store (one writer thread): the valid orders, each encoded once, in one transaction,
      COPY and commit waiting on PostgreSQL with the GIL released;
   3. finish (main thread, once the write is done and the next batch is on its way to the
-     database): dead-letter what PostgreSQL refused, wait until Kafka has acknowledged every
-     dead letter, commit the batch's offsets synchronously, hand the stored bodies to the cache.
+     database): hand the stored bodies to the cache, dead-letter what PostgreSQL refused,
+     wait until Kafka has acknowledged every dead letter, commit the batch's offsets
+     synchronously.
 Offsets are therefore committed only after that batch's database commit and its dead letters'
 acknowledgements, one batch after the other, so in order per partition. A crash anywhere
 redelivers what was not committed, and the writer's ON CONFLICT makes that harmless.
@@ -229,13 +230,17 @@ class OrderConsumer:
         return written
 
     def _finish(self, batch: _Batch, written: Written[Message]) -> None:
-        """Stage 3: dead letters acknowledged, then offsets committed, then the cache filled."""
+        """Stage 3: the cache filled, then dead letters acknowledged, then offsets committed.
+
+        The cache first: the orders are in PostgreSQL already, and the cache is only a copy
+        of it, so they can be answered at once instead of after two round trips to Kafka.
+        """
+        if self._cache is not None and written.stored:
+            self._cache([(order.order_uid, body) for order, body in written.stored])
         for message, exc in written.rejected:
             self._dead_letter(message, "db_rejected", str(exc))
         self._dead_letters.flush()
         self._commit(batch.offsets)
-        if self._cache is not None and written.stored:
-            self._cache([(order.order_uid, body) for order, body in written.stored])
         self.progress.batch_done(
             consumed=batch.consumed,
             stored=len(written.stored),

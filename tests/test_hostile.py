@@ -141,7 +141,7 @@ def test_a_hostile_message_is_either_stored_or_refused_with_a_reason(
         assert result.kind in KINDS
         assert result.reason
         return
-    _, rejected = writer.write_isolating([(result, raw)])
+    _, rejected = writer.write_isolating([((result, encode_order(result)), raw)])
     for _, exc in rejected:
         assert isinstance(exc, StoreRejected)
         assert str(exc)

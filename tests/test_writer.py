@@ -77,10 +77,29 @@ def test_an_order_the_database_rejects_is_isolated_and_the_rest_stored(
             reference_dict(items=[{**reference_dict()["items"][0], "name": "poison"}])
         )
         batch = [*orders[:17], poisoned, *orders[17:]]
-        stored, rejected = writer.write_isolating([(o, index) for index, o in enumerate(batch)])
+        stored, rejected = writer.write_isolating(
+            [((o, encode_order(o)), index) for index, o in enumerate(batch)]
+        )
     finally:
         db.execute("ALTER TABLE items DROP CONSTRAINT no_poison")
     assert stored == [(order, encode_order(order)) for order in orders]
     assert [index for index, _ in rejected] == [17]
     assert "no_poison" in str(rejected[0][1])
     assert read_back(db, poisoned.order_uid) is None
+
+
+def test_text_that_copy_escapes_reads_back_exactly(
+    writer: OrderWriter, db: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    tricky = "tab\tnew line\nreturn\rback\\slash \\N «ёлка» 🎄"
+    base = reference_dict()
+    order = as_order(
+        {
+            **base,
+            "internal_signature": tricky,
+            "delivery": {**base["delivery"], "address": tricky},
+            "items": [{**base["items"][0], "name": tricky}],
+        }
+    )
+    assert writer.write([order]) == [order]
+    assert read_back(db, order.order_uid) == encode_order(order)

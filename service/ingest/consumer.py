@@ -2,12 +2,15 @@
 
 Three stages, so that PostgreSQL writes one batch while Python decodes the next:
   1. gather (main thread): take what Kafka has, decode it, queue refused messages for the
-     dead-letter topic. With a batch in the database, keep taking whatever arrives until that
-     write is done or the batch is full; with none, wait for the first message
-     (`INGEST_BATCH_WAIT_MS` at most), then take what is waiting. Batches size themselves: a
-     write takes whatever arrived during the last one, up to `INGEST_BATCH_SIZE`.
-  2. store (one writer thread): the valid orders, each encoded once, in one transaction,
-     COPY and commit waiting on PostgreSQL with the GIL released;
+     dead-letter topic, encode each valid order once and format its rows into the batch's
+     COPY payloads (`CopyBatch`). With a batch in the database, keep taking whatever
+     arrives until that write is done or the batch is full; with none, wait for the first
+     message (`INGEST_BATCH_WAIT_MS` at most), then take what is waiting. Batches size
+     themselves: a write takes whatever arrived during the last one, up to
+     `INGEST_BATCH_SIZE`.
+  2. store (one writer thread): send the payloads and commit, in one transaction; nearly all
+     of it is waiting on PostgreSQL with the GIL released, so the writer never queues for the
+     GIL behind the decoding;
   3. finish (main thread, once the write is done and the next batch is on its way to the
      database): hand the stored bodies to the cache, dead-letter what PostgreSQL refused,
      wait until Kafka has acknowledged every dead letter, commit the batch's offsets
@@ -47,9 +50,11 @@ from service.errors import CacheError, StoreUnavailable
 from service.ingest.deadletter import DeadLetters
 from service.ingest.kafka import consumer_config, ensure_topics
 from service.ingest.progress import IngestProgress
-from service.model import Order, Rejection, decode_order
+from service.model import Rejection, decode_order, encode_order
+from service.store.copydata import CopyBatch
 from service.store.db import connect
 from service.store.migrate import require_current
+from service.store.rows import Document
 from service.store.writer import OrderWriter, Written
 
 log = logging.getLogger(__name__)
@@ -80,15 +85,20 @@ def _lag_from_stats(raw: str) -> int:
 
 
 class _Batch:
-    """Messages taken from Kafka together: their decoded orders and the offsets they advance."""
+    """Messages taken from Kafka together: their orders, encoded and formatted for COPY, each
+    with its message, and the offsets they advance."""
 
-    __slots__ = ("consumed", "offsets", "started", "taken", "valid")
+    __slots__ = ("consumed", "copy", "offsets", "started", "tagged", "taken", "valid")
 
     def __init__(self) -> None:
         self.started = 0.0
         self.taken = 0
         self.consumed = 0
-        self.valid: list[tuple[Order, Message]] = []
+        self.valid = 0
+        self.copy = CopyBatch()
+        # The first copy of each order in the batch, in `copy`'s order; later copies are
+        # duplicates, stored by the first.
+        self.tagged: list[tuple[Document, Message]] = []
         self.offsets: dict[tuple[str, int], int] = {}
 
 
@@ -171,8 +181,11 @@ class OrderConsumer:
             result = decode_order(message.value() or b"")
             if isinstance(result, Rejection):
                 self._dead_letter(message, result.kind, result.reason)
-            else:
-                batch.valid.append((result, message))
+                continue
+            batch.valid += 1
+            body = encode_order(result)
+            if batch.copy.add(result, body):
+                batch.tagged.append(((result, body), message))
 
     def _advance(self) -> None:
         """Once the batch in the database is stored, send the gathered one after it (stage 2),
@@ -186,7 +199,7 @@ class OrderConsumer:
         self._in_flight = None
         batch, self._gathering = self._gathering, _Batch()
         if batch.offsets:
-            self._in_flight = (batch, self._store_thread.submit(self._write, batch.valid))
+            self._in_flight = (batch, self._store_thread.submit(self._write, batch))
         if previous is not None and written is not None:
             self._finish(previous[0], written)
 
@@ -195,13 +208,13 @@ class OrderConsumer:
         while self._in_flight is not None or self._gathering.offsets:
             self._advance()
 
-    def _write(self, valid: list[tuple[Order, Message]]) -> Written[Message]:
+    def _write(self, batch: _Batch) -> Written[Message]:
         """Stage 2, on the writer thread: the only code that touches the connection."""
-        if not valid:
+        if not batch.tagged:
             return Written([], [])
         if self._writer is None:
             self._writer = OrderWriter(connect(self._settings))
-        return self._writer.write_isolating(valid)
+        return self._writer.write_isolating(batch.tagged, batch.copy)
 
     def _stored(self, batch: _Batch, write: Future[Written[Message]]) -> Written[Message] | None:
         """The batch's write, repeated with backoff and consumption paused while PostgreSQL is
@@ -223,7 +236,7 @@ class OrderConsumer:
                     self._in_flight, self._gathering = None, _Batch()
                     return None
                 delay = min(delay * 2, BACKOFF_MAX_S)
-                write = self._store_thread.submit(self._write, batch.valid)
+                write = self._store_thread.submit(self._write, batch)
         if paused:
             self._consumer.resume(paused)
             log.info("PostgreSQL is back; consumption resumed")
@@ -244,7 +257,7 @@ class OrderConsumer:
         self.progress.batch_done(
             consumed=batch.consumed,
             stored=len(written.stored),
-            duplicates=len(batch.valid) - len(written.stored) - len(written.rejected),
+            duplicates=batch.valid - len(written.stored) - len(written.rejected),
             seconds=time.perf_counter() - batch.started,
         )
 

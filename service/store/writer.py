@@ -1,13 +1,15 @@
 """The batch writer: a batch of orders into the five tables in one transaction.
 
-Fast path: the rows are COPYed straight into the tables inside a savepoint; almost every batch
-is new orders, and this is the least work PostgreSQL can do. If some order_uid is already
-stored (a redelivered batch), the savepoint is rolled back and the slow path runs: COPY into
-session-local staging tables, then one prepared statement moves them into the real tables
-with `INSERT … ON CONFLICT DO NOTHING`, inserting the parts only of the orders that statement
-itself created. Either way an order is stored whole or not at all, a redelivered batch is
-harmless, and the first write of an `order_uid` wins: a later copy, in another batch or the
-same one, changes nothing.
+A batch arrives as a `CopyBatch`: its rows already formatted, so writing is sending bytes and
+waiting for PostgreSQL. Fast path: the rows are COPYed straight into the tables inside a
+savepoint; almost every batch is new orders, and this is the least work PostgreSQL can do. If
+some order_uid is already stored (a redelivered batch), the savepoint is rolled back and the
+slow path runs: the same bytes COPYed into session-local staging tables, then one prepared
+statement moves them into the real tables with `INSERT … ON CONFLICT DO NOTHING`, inserting
+the parts only of the orders that statement itself created. Either way an order is stored
+whole or not at all, a redelivered batch is harmless, and the first write of an `order_uid`
+wins: a later copy, in another batch or the same one (which `CopyBatch` refuses), changes
+nothing.
 """
 
 from collections.abc import Sequence
@@ -18,8 +20,9 @@ from psycopg.errors import UniqueViolation
 
 from service.errors import StoreRejected
 from service.model import Order, encode_order
+from service.store.copydata import CopyBatch
 from service.store.db import Connection, translated_errors
-from service.store.rows import BINARY_TYPES, TABLES, Document, Row, rows_by_table
+from service.store.rows import BINARY_TYPES, TABLES, Document
 
 Tag = TypeVar("Tag")
 Cursor_ = Cursor[tuple[Any, ...]]
@@ -62,24 +65,10 @@ _MOVE = (
 )
 
 
-def _copy(cur: Cursor_, statements: dict[str, bytes], tables: dict[str, list[Row]]) -> None:
-    for table, rows in tables.items():
+def _copy(cur: Cursor_, statements: dict[str, bytes], payloads: dict[str, bytes]) -> None:
+    for table, data in payloads.items():
         with cur.copy(statements[table]) as copy:
-            if table in BINARY_TYPES:
-                copy.set_types(BINARY_TYPES[table])
-            for row in rows:
-                copy.write_row(row)
-
-
-def first_copies(documents: Sequence[Document]) -> list[Document]:
-    """The documents with later copies of the same order_uid removed (first write wins)."""
-    seen: set[str] = set()
-    unique = []
-    for document in documents:
-        if document[0].order_uid not in seen:
-            seen.add(document[0].order_uid)
-            unique.append(document)
-    return unique
+            copy.write(data)
 
 
 class Written(NamedTuple, Generic[Tag]):
@@ -101,38 +90,41 @@ class OrderWriter:
 
     def write(self, orders: Sequence[Order]) -> list[Order]:
         """Store the batch in one transaction; return the orders that were new."""
-        return [order for order, _ in self.write_documents([(o, encode_order(o)) for o in orders])]
+        batch = CopyBatch.of((order, encode_order(order)) for order in orders)
+        return [order for order, _ in self.write_batch(batch)]
 
-    def write_documents(self, documents: Sequence[Document]) -> list[Document]:
-        """Store the orders with their encoded bodies in one transaction; return the new ones."""
-        unique = first_copies(documents)
-        tables = rows_by_table(unique)
+    def write_batch(self, batch: CopyBatch) -> list[Document]:
+        """Store the formatted batch in one transaction; return its new orders' documents."""
+        payloads = batch.payloads()
+        stored = batch.documents
         with translated_errors(), self._conn.transaction(), self._conn.cursor() as cur:
             try:
                 with self._conn.transaction():
-                    _copy(cur, _COPY_DIRECT, tables)
+                    _copy(cur, _COPY_DIRECT, payloads)
             except UniqueViolation:
                 # Some order is already stored; the savepoint undid the fast path.
-                _copy(cur, _COPY_STAGING, tables)
+                _copy(cur, _COPY_STAGING, payloads)
                 created = {uid for (uid,) in cur.execute(_MOVE.encode(), prepare=True)}
-                unique = [document for document in unique if document[0].order_uid in created]
-        return unique
+                stored = [document for document in stored if document[0].order_uid in created]
+        return stored
 
     def close(self) -> None:
         self._conn.close()
 
-    def write_isolating(self, batch: Sequence[tuple[Order, Tag]]) -> Written[Tag]:
-        """Store the orders, each encoded once; if PostgreSQL rejects some order, bisect until
-        only the rejected ones are left out. Each order's tag (the consumer's message) comes
-        back with its rejection."""
-        return self._isolate([((order, encode_order(order)), tag) for order, tag in batch])
-
-    def _isolate(self, batch: Sequence[tuple[Document, Tag]]) -> Written[Tag]:
+    def write_isolating(
+        self, tagged: Sequence[tuple[Document, Tag]], batch: CopyBatch | None = None
+    ) -> Written[Tag]:
+        """Store the documents (`batch`: the same, already formatted, when the caller has it);
+        if PostgreSQL rejects some order, bisect until only the rejected ones are left out.
+        Each document's tag (the consumer's message) comes back with its rejection."""
+        if batch is None:
+            batch = CopyBatch.of(document for document, _ in tagged)
         try:
-            return Written(self.write_documents([document for document, _ in batch]), [])
+            return Written(self.write_batch(batch), [])
         except StoreRejected as exc:
-            if len(batch) == 1:
-                return Written([], [(batch[0][1], exc)])
-        middle = len(batch) // 2
-        left, right = self._isolate(batch[:middle]), self._isolate(batch[middle:])
+            if len(tagged) == 1:
+                return Written([], [(tagged[0][1], exc)])
+        middle = len(tagged) // 2
+        left = self.write_isolating(tagged[:middle])
+        right = self.write_isolating(tagged[middle:])
         return Written(left.stored + right.stored, left.rejected + right.rejected)

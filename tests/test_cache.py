@@ -105,6 +105,23 @@ def test_put_many_stores_all_items_and_counts_them(cache: SharedCache) -> None:
     assert cache.put_many([]) == 0
 
 
+def test_put_encoded_stores_ascii_byte_keys_and_value_views_like_put_many(
+    cache: SharedCache,
+) -> None:
+    message = memoryview(b"".join(f"value {i};".encode() for i in range(40)))
+    items = [(f"order-{i}".encode(), message[i * 9 : i * 9 + 8]) for i in range(10)]
+    assert cache.put_encoded(items) == 10
+    assert all(cache.get(key.decode()) == bytes(value) for key, value in items)
+    assert cache.put_encoded([]) == 0
+
+
+@pytest.mark.parametrize("bad", [b"", b"x" * 65, "zakaz-\u00fc".encode()])
+def test_put_encoded_stores_nothing_if_one_key_is_bad(cache: SharedCache, bad: bytes) -> None:
+    with pytest.raises(CacheKeyError, match="cache key"):
+        cache.put_encoded([(b"good", b"v"), (bad, b"v")])
+    assert cache.stats().entries == 0
+
+
 def test_try_put_stores_nothing_while_another_writer_holds_the_lock(
     cache: SharedCache, name: str
 ) -> None:
@@ -419,6 +436,12 @@ class CacheMatchesModel(RuleBasedStateMachine):
     def put_many(self, items: list[tuple[str, bytes]]) -> None:
         expected = sum(self.store(key, value) for key, value in items)
         assert self.reader.put_many(items) == expected
+
+    @rule(items=st.lists(st.tuples(KEYS, VALUES), max_size=8))
+    def put_encoded(self, items: list[tuple[str, bytes]]) -> None:
+        expected = sum(self.store(key, value) for key, value in items)
+        encoded = [(key.encode(), memoryview(value)) for key, value in items]
+        assert self.owner.put_encoded(encoded) == expected
 
     @rule(key=KEYS)
     def get(self, key: str) -> None:

@@ -15,6 +15,7 @@ from contextlib import closing, suppress
 
 from service.cache import SharedCache
 from service.config import Settings
+from service.store.copy_pairs import Pair
 from service.store.db import connect
 from service.store.reader import newest_documents
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 CHUNK = 2_000
 READ_AHEAD = 4
 
-Chunk = list[tuple[str, bytes]] | Exception | None
+Chunk = list[Pair] | Exception | None
 
 
 def warm_cache(settings: Settings, cache: SharedCache) -> int:
@@ -41,7 +42,7 @@ def warm_cache(settings: Settings, cache: SharedCache) -> int:
         while (chunk := chunks.get()) is not None:
             if isinstance(chunk, Exception):
                 raise chunk
-            loaded += cache.put_many(chunk)
+            loaded += cache.put_encoded(chunk)
     finally:
         stop.set()
         # Frees a reader blocked on a full queue; once `stop` is set it puts at most once more.

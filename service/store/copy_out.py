@@ -20,14 +20,14 @@ def copy_messages(copy: Copy) -> Iterator[memoryview]:
     conn = copy.connection
     pgconn = conn.pgconn
     get_copy_data = pgconn.get_copy_data
-    socket = select.poll()
-    socket.register(pgconn.socket, select.POLLIN)
+    readable = select.poll()
+    readable.register(pgconn.socket, select.POLLIN)
     while True:
         size, data = get_copy_data(1)
         if size > 0:
             yield data
         elif size == 0:
-            socket.poll()
+            readable.poll()
             pgconn.consume_input()
         else:
             break
@@ -35,11 +35,11 @@ def copy_messages(copy: Copy) -> Iterator[memoryview]:
     failed = None
     while True:
         while pgconn.is_busy():
-            socket.poll()
+            readable.poll()
             pgconn.consume_input()
         if (result := pgconn.get_result()) is None:
             break
-        if result.status != pq.ExecStatus.COMMAND_OK:
-            failed = failed or result
+        if result.status != pq.ExecStatus.COMMAND_OK and failed is None:
+            failed = result
     if failed is not None:
         raise errors.error_from_result(failed, encoding=conn.info.encoding)

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from service.store.copy_out import copy_messages
-from service.store.copy_pairs import SIGNATURE, CopyFormatError, Pair, PairParser
+from service.store.copy_pairs import SIGNATURE, CopyFormatError, pair_chunks
 
 HEADER = SIGNATURE + struct.pack(">Ii", 0, 0)
 TRAILER = b"\xff\xff"
@@ -29,13 +29,10 @@ def stream(pairs: list[tuple[bytes, bytes]]) -> bytes:
     return HEADER + b"".join(row(key, value) for key, value in pairs) + TRAILER
 
 
-def parse(messages: list[bytes]) -> list[tuple[bytes, bytes]]:
-    parser = PairParser()
-    out: list[Pair] = []
-    for message in messages:
-        parser.feed(memoryview(message), out)
-    parser.finish()
-    return [(key, bytes(value)) for key, value in out]
+def parse(messages: list[bytes], chunk: int = 2) -> list[tuple[bytes, bytes]]:
+    chunks = list(pair_chunks((memoryview(message) for message in messages), chunk))
+    assert all(len(rows) >= chunk for rows in chunks[:-1])
+    return [(key, bytes(value)) for rows in chunks for key, value in rows]
 
 
 def test_rows_as_postgresql_sends_them_header_with_the_first_and_trailer_alone() -> None:
@@ -53,6 +50,12 @@ def test_every_single_split_point() -> None:
     data = stream(TRICKY[:3])
     for cut in range(1, len(data)):
         assert parse([data[:cut], data[cut:]]) == TRICKY[:3]
+
+
+def test_rows_come_in_lists_of_chunk_rows_the_last_one_shorter() -> None:
+    messages = [HEADER + row(*TRICKY[0]), *(row(*pair) for pair in TRICKY[1:]), TRAILER]
+    chunks = list(pair_chunks(map(memoryview, messages), 2))
+    assert [len(rows) for rows in chunks] == [2, 2, 1]
 
 
 def test_an_empty_result_is_a_header_and_a_trailer() -> None:

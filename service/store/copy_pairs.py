@@ -12,6 +12,8 @@ two slices: the second field stays a view on the message, copied only once, into
 """
 
 import struct
+from collections.abc import Iterable, Iterator
+from itertools import chain
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _HEADER = struct.Struct(">11sIi")  # signature, flags, extension length
@@ -26,80 +28,87 @@ class CopyFormatError(ValueError):
     """The stream is not a binary COPY of rows of two non-null fields, or it ended early."""
 
 
-class PairParser:
-    """Feed the messages of one binary COPY in order to `feed`, then call `finish`."""
-
-    def __init__(self) -> None:
-        self._pending = b""  # the start of a row (or of the header) whose end is still to come
-        self._in_header = True
-        self._ended = False
-
-    def feed(self, message: memoryview, out: list[Pair]) -> None:
-        """Append to `out` the (first field, second field) of every row `message` completes."""
-        if self._pending:
-            message = memoryview(self._pending + message)
-            self._pending = b""
-        if self._ended:
+def pair_chunks(messages: Iterable[memoryview], chunk: int) -> Iterator[list[Pair]]:
+    """The (first field, second field) of every row of the binary COPY whose messages are
+    `messages`, in lists handed on once they hold `chunk` rows (more if one message held
+    several; the last one shorter); CopyFormatError if the stream is malformed or ends before
+    its trailer. One loop over the messages does the parsing: a function call per message
+    would cost nearly as much as a row's parse."""
+    unpack_row, unpack_length = _ROW.unpack_from, _LENGTH.unpack_from
+    stream = iter(messages)
+    first = memoryview(_after_header(stream))
+    pending = b""  # the start of a row whose end is still to come
+    ended = False
+    batch: list[Pair] = []
+    for message in chain((first,), stream):
+        if ended:
             raise CopyFormatError("data after the binary COPY's trailer")
-        pos = self._header_end(message) if self._in_header else 0
-        if pos < 0:
-            self._pending = bytes(message)
-            return
-        end = len(message)
-        unpack_row, unpack_length = _ROW.unpack_from, _LENGTH.unpack_from
+        data = memoryview(pending + message) if pending else message
+        pending, pos, end = b"", 0, len(data)
         while end - pos >= 6:
-            count, key_len = unpack_row(message, pos)
+            count, key_len = unpack_row(data, pos)
             if count != 2:
                 break
             key_end = pos + 6 + key_len
             if key_len < 0 or key_end + 4 > end:
                 break
-            (val_len,) = unpack_length(message, key_end)
+            (val_len,) = unpack_length(data, key_end)
             val_end = key_end + 4 + val_len
             if val_len < 0 or val_end > end:
                 break
-            out.append((bytes(message[pos + 6 : key_end]), message[key_end + 4 : val_end]))
+            batch.append((bytes(data[pos + 6 : key_end]), data[key_end + 4 : val_end]))
             pos = val_end
-        if pos < end:
-            self._rest(message[pos:])
+        if pos < end and not (ended := _is_trailer(data[pos:])):
+            pending = bytes(data[pos:])
+        if len(batch) >= chunk:
+            yield batch
+            batch = []
+    if not ended:
+        raise CopyFormatError("the binary COPY ended before its trailer")
+    if batch:
+        yield batch
 
-    def finish(self) -> None:
-        """CopyFormatError unless the stream was complete, trailer included."""
-        if not self._ended:
-            raise CopyFormatError("the binary COPY ended before its trailer")
 
-    def _header_end(self, message: memoryview) -> int:
-        """Where the first row starts, or -1 if the header is not complete yet."""
-        if len(message) < _HEADER.size:
-            if not SIGNATURE.startswith(message[: len(SIGNATURE)]):
-                raise CopyFormatError("not a binary COPY: bad signature")
-            return -1
-        signature, _flags, extension = _HEADER.unpack_from(message)
-        if signature != SIGNATURE or extension < 0:
+def _after_header(stream: Iterator[memoryview]) -> bytes:
+    """Read messages until the header is complete; return the bytes that follow it."""
+    data = b""
+    for message in stream:
+        data += message
+        if (start := _header_end(data)) >= 0:
+            return data[start:]
+    raise CopyFormatError("the binary COPY ended before its trailer")
+
+
+def _header_end(data: bytes) -> int:
+    """Where the first row starts, or -1 if the header is not complete yet."""
+    if len(data) < _HEADER.size:
+        if not SIGNATURE.startswith(data[: len(SIGNATURE)]):
             raise CopyFormatError("not a binary COPY: bad signature")
-        start: int = _HEADER.size + extension
-        if start > len(message):
-            return -1
-        self._in_header = False
-        return start
+        return -1
+    signature, _flags, extension = _HEADER.unpack_from(data)
+    if signature != SIGNATURE or extension < 0:
+        raise CopyFormatError("not a binary COPY: bad signature")
+    start: int = _HEADER.size + extension
+    return start if start <= len(data) else -1
 
-    def _rest(self, rest: memoryview) -> None:
-        """Where the row loop stopped: the trailer, a row to finish later, or an error."""
-        if len(rest) >= 2:
-            count = int.from_bytes(rest[:2], "big", signed=True)
-            if count == -1:
-                if rest != _TRAILER:
-                    raise CopyFormatError("data after the binary COPY's trailer")
-                self._ended = True
-                return
-            if count != 2:
-                raise CopyFormatError(f"a row of {count} fields, expected 2")
-        start = 2
-        for _field in range(2):
-            if len(rest) < start + 4:
-                break
-            length = int.from_bytes(rest[start : start + 4], "big", signed=True)
-            if length < 0:
-                raise CopyFormatError("a NULL field, expected two non-null fields")
-            start += 4 + length
-        self._pending = bytes(rest)
+
+def _is_trailer(rest: memoryview) -> bool:
+    """Whether the bytes the row loop stopped at are the trailer; if not, they must be the
+    start of a row whose end is still to come, else CopyFormatError."""
+    if len(rest) >= 2:
+        count = int.from_bytes(rest[:2], "big", signed=True)
+        if count == -1:
+            if rest != _TRAILER:
+                raise CopyFormatError("data after the binary COPY's trailer")
+            return True
+        if count != 2:
+            raise CopyFormatError(f"a row of {count} fields, expected 2")
+    start = 2
+    for _field in range(2):
+        if len(rest) < start + 4:
+            break
+        length = int.from_bytes(rest[start : start + 4], "big", signed=True)
+        if length < 0:
+            raise CopyFormatError("a NULL field, expected two non-null fields")
+        start += 4 + length
+    return False

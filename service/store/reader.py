@@ -18,7 +18,7 @@ from psycopg_pool import PoolTimeout
 
 from service.errors import StoreUnavailable
 from service.store.copy_out import copy_messages
-from service.store.copy_pairs import Pair, PairParser
+from service.store.copy_pairs import Pair, pair_chunks
 from service.store.db import Connection, Pool, translated_errors
 
 POOL_TIMEOUT_S = 2.0
@@ -148,13 +148,4 @@ def newest_documents(
     in chunks: one binary COPY, read from libpq and parsed here (`copy_out`, `copy_pairs`)
     with a few operations per order. A body is a view on the message it came in."""
     with newest_documents_copy(conn, limit) as copy:
-        parser = PairParser()
-        batch: list[Pair] = []
-        for message in copy_messages(copy):
-            parser.feed(message, batch)
-            if len(batch) >= chunk:
-                yield batch
-                batch = []
-        parser.finish()
-        if batch:
-            yield batch
+        yield from pair_chunks(copy_messages(copy), chunk)

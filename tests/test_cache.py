@@ -162,6 +162,17 @@ def test_a_batch_overwriting_keys_keeps_one_entry_each_with_the_last_value(name:
         cache.unlink()
 
 
+def test_a_key_twice_in_one_run_into_an_empty_region_keeps_the_last_value(
+    cache: SharedCache,
+) -> None:
+    assert cache.put_many([("order-1", b"first"), ("order-1", b"second")]) == 2
+    assert cache.put_encoded([(b"order-2", b"first"), (b"order-2", memoryview(b"second"))]) == 2
+    assert cache.get("order-1") == cache.get("order-2") == b"second"
+    stats = cache.stats()
+    assert stats.entries == 2
+    assert stats.bytes_used == 2 * record_size(len("order-1"), len(b"second"))
+
+
 def test_a_batch_larger_than_the_budget_keeps_its_newest_items(name: str) -> None:
     cache = SharedCache.create(name, capacity=1000, byte_budget=8192)
     items = [(f"k{i:02d}", bytes(1000)) for i in range(20)]

@@ -117,7 +117,13 @@ class Writer:
 
     def index_run(self, indexed: list[Indexed], total: int) -> None:
         """Index the records `append_run` wrote and move the head past them: the same result
-        as putting them one by one, an older entry of the same key dropped."""
+        as putting them one by one, an older entry of the same key dropped. The counters go
+        up first: a key twice in one run drops its first record, which must already count."""
+        hdr = self._hdr
+        hdr[HEAD_W] += total
+        hdr[LOG_USED_W] += total
+        hdr[ENTRIES_W] += len(indexed)
+        hdr[LIVE_BYTES_W] += total
         refs, hashes, bits, mask = self._v.slot_ref, self._v.slot_hash, self._v.ref_bits, self._mask
         mm, log0 = self._mm, self._log0
         for key, key_hash, ref in indexed:
@@ -135,11 +141,6 @@ class Writer:
             hashes[i] = key_hash
             bits[i] = 0
             refs[i] = ref
-        hdr = self._hdr
-        hdr[HEAD_W] += total
-        hdr[LOG_USED_W] += total
-        hdr[ENTRIES_W] += len(indexed)
-        hdr[LIVE_BYTES_W] += total
 
     def clear(self) -> None:
         """Empty the index and the log; evictions and the ready flag are kept."""

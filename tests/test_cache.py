@@ -105,6 +105,23 @@ def test_put_many_stores_all_items_and_counts_them(cache: SharedCache) -> None:
     assert cache.put_many([]) == 0
 
 
+def test_put_encoded_stores_ascii_byte_keys_and_value_views_like_put_many(
+    cache: SharedCache,
+) -> None:
+    message = memoryview(b"".join(f"value {i};".encode() for i in range(40)))
+    items = [(f"order-{i}".encode(), message[i * 9 : i * 9 + 8]) for i in range(10)]
+    assert cache.put_encoded(items) == 10
+    assert all(cache.get(key.decode()) == bytes(value) for key, value in items)
+    assert cache.put_encoded([]) == 0
+
+
+@pytest.mark.parametrize("bad", [b"", b"x" * 65, "zakaz-\u00fc".encode()])
+def test_put_encoded_stores_nothing_if_one_key_is_bad(cache: SharedCache, bad: bytes) -> None:
+    with pytest.raises(CacheKeyError, match="cache key"):
+        cache.put_encoded([(b"good", b"v"), (bad, b"v")])
+    assert cache.stats().entries == 0
+
+
 def test_try_put_stores_nothing_while_another_writer_holds_the_lock(
     cache: SharedCache, name: str
 ) -> None:
@@ -143,6 +160,17 @@ def test_a_batch_overwriting_keys_keeps_one_entry_each_with_the_last_value(name:
     finally:
         cache.close()
         cache.unlink()
+
+
+def test_a_key_twice_in_one_run_into_an_empty_region_keeps_the_last_value(
+    cache: SharedCache,
+) -> None:
+    assert cache.put_many([("order-1", b"first"), ("order-1", b"second")]) == 2
+    assert cache.put_encoded([(b"order-2", b"first"), (b"order-2", memoryview(b"second"))]) == 2
+    assert cache.get("order-1") == cache.get("order-2") == b"second"
+    stats = cache.stats()
+    assert stats.entries == 2
+    assert stats.bytes_used == 2 * record_size(len("order-1"), len(b"second"))
 
 
 def test_a_batch_larger_than_the_budget_keeps_its_newest_items(name: str) -> None:
@@ -419,6 +447,12 @@ class CacheMatchesModel(RuleBasedStateMachine):
     def put_many(self, items: list[tuple[str, bytes]]) -> None:
         expected = sum(self.store(key, value) for key, value in items)
         assert self.reader.put_many(items) == expected
+
+    @rule(items=st.lists(st.tuples(KEYS, VALUES), max_size=8))
+    def put_encoded(self, items: list[tuple[str, bytes]]) -> None:
+        expected = sum(self.store(key, value) for key, value in items)
+        encoded = [(key.encode(), memoryview(value)) for key, value in items]
+        assert self.owner.put_encoded(encoded) == expected
 
     @rule(key=KEYS)
     def get(self, key: str) -> None:

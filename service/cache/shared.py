@@ -35,7 +35,7 @@ import logging
 import os
 import threading
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from mmap import mmap
 
@@ -62,7 +62,7 @@ from service.cache.region import (
     relock_owner,
     remove_files,
 )
-from service.cache.writer import CorruptError, Writer
+from service.cache.writer import CorruptError, Value, Writer
 from service.errors import CacheError, CacheKeyError
 
 log = logging.getLogger(__name__)
@@ -254,7 +254,20 @@ class SharedCache:
         # nothing and a slow producer never holds the writers' lock.
         return self._store([(_key_bytes(key), value) for key, value in items], blocking=True)
 
-    def _store(self, batch: list[tuple[bytes, bytes]], blocking: bool) -> int:
+    def put_encoded(self, items: Sequence[tuple[bytes, Value]]) -> int:
+        """`put_many` for keys that are already ASCII bytes, as the warm-up reads them: checked
+        all together before anything is stored, which costs far less than one by one."""
+        keys = [key for key, _ in items]
+        if keys and not (
+            min(map(len, keys)) > 0
+            and max(map(len, keys)) <= MAX_KEY_LEN
+            and b"".join(keys).isascii()
+        ):
+            bad = next(k for k in keys if not (0 < len(k) <= MAX_KEY_LEN and k.isascii()))
+            raise CacheKeyError(f"cache key {bad!r} must be 1-{MAX_KEY_LEN} ASCII characters")
+        return self._store(items, blocking=True)
+
+    def _store(self, batch: Sequence[tuple[bytes, Value]], blocking: bool) -> int:
         if not batch:
             return 0
         stored = 0
@@ -298,26 +311,25 @@ class SharedCache:
                 self._is_owner = False
         return self._fd
 
-    def _put_run_locked(self, items: list[tuple[bytes, bytes]]) -> int:
+    def _put_run_locked(self, items: Sequence[tuple[bytes, Value]]) -> int:
         """Store a run of items: appended and indexed in one go while they fit at the head
         without evicting (a warm-up into an empty region, most consumer batches), else one
         by one."""
-        run = [(key, _crc32(key), value) for key, value in items]
-        written = self._writer.append_run(run)
+        written = self._writer.append_run(items)
         if written is None:
-            return sum(self._put_locked(key, key_hash, value) for key, key_hash, value in run)
+            return sum(self._put_locked(key, _crc32(key), value) for key, value in items)
         hdr = self._hdr
         hdr[SEQ_W] += 1
         try:
-            self._writer.index_run(run, *written)
+            self._writer.index_run(*written)
         except BaseException:
             self._writer.clear()
             raise
         finally:
             hdr[SEQ_W] += 1
-        return len(run)
+        return len(items)
 
-    def _put_locked(self, key: bytes, key_hash: int, value: bytes) -> bool:
+    def _put_locked(self, key: bytes, key_hash: int, value: Value) -> bool:
         hdr = self._hdr
         hdr[SEQ_W] += 1  # odd: readers ignore what they see until the increment below
         try:

@@ -28,6 +28,9 @@ empty region, most consumer batches), its records are written with one copy and 
 in one loop: the same result as putting them one by one, at about half the CPU.
 """
 
+import zlib
+from collections.abc import Sequence
+
 from service.cache.layout import (
     ENTRIES_W,
     EVICTIONS_W,
@@ -45,6 +48,12 @@ from service.cache.layout import (
 MAX_SECOND_CHANCES = 64
 _ZERO_CHUNK = 1 << 20
 _PADDING = [bytes(n) for n in range(RECORD_ALIGN)]
+_crc32 = zlib.crc32
+
+# A value as the caller holds it: bytes, or a view on a buffer read from PostgreSQL.
+Value = bytes | memoryview
+# A record `append_run` wrote, for `index_run`: key, hash, slot reference (ring offset + 1).
+Indexed = tuple[bytes, int, int]
 
 
 class CorruptError(Exception):
@@ -62,7 +71,7 @@ class Writer:
         self._budget = views.budget
         self._mask = views.mask
 
-    def put(self, key: bytes, key_hash: int, value: bytes) -> bool:
+    def put(self, key: bytes, key_hash: int, value: Value) -> bool:
         """Insert or overwrite; False (with any old entry removed) if it can never fit."""
         size = record_size(len(key), len(value))
         slot = self._find_slot(key, key_hash)
@@ -75,48 +84,53 @@ class Writer:
         self._index(key_hash, offset, size)
         return True
 
-    def append_run(self, run: list[tuple[bytes, int, bytes]]) -> tuple[int, list[int]] | None:
-        """Write the records of `run` (key, hash, value) one after another at the head, if they
-        all fit there without evicting or wrapping: their first ring offset and sizes, else None
-        and nothing written. Needs no odd seq: no slot points past the head, so no reader looks
-        there until `index_run`. One copy of the joined records is far cheaper than a few small
-        slice writes per record, and in one pass the fresh pages are faulted in order."""
-        sizes = [
-            (RECORD_HEADER + RECORD_ALIGN - 1 + len(k) + len(v)) & -RECORD_ALIGN for k, _, v in run
-        ]
-        total = sum(sizes)
+    def append_run(self, run: Sequence[tuple[bytes, Value]]) -> tuple[list[Indexed], int] | None:
+        """Write the records of `run` (key, value) one after another at the head, if they all
+        fit there without evicting or wrapping: for `index_run`, each record's key, hash and
+        slot reference (ring offset + 1), and the bytes written; else None and nothing written.
+        Needs no odd seq: no slot points past the head, so no reader looks there until
+        `index_run`. One copy of the joined records is far cheaper than a few small slice
+        writes per record, and in one pass the fresh pages are faulted in order. One loop per
+        record does the hash, the header and the sizes: this is the warm-up's inner loop."""
         hdr, budget = self._hdr, self._budget
-        offset = hdr[HEAD_W] % budget
-        if (
-            hdr[ENTRIES_W] + len(run) > self._v.capacity
-            or hdr[LOG_USED_W] + total > budget
-            or offset + total > budget
-        ):
+        if hdr[ENTRIES_W] + len(run) > self._v.capacity:
             return None
-        parts: list[bytes] = []
-        pack, padding = RECORD.pack, _PADDING
-        for (key, key_hash, value), size in zip(run, sizes, strict=True):
+        offset = hdr[HEAD_W] % budget
+        ref = offset + 1
+        parts: list[Value] = []
+        indexed: list[Indexed] = []
+        pack, padding, crc32 = RECORD.pack, _PADDING, _crc32
+        for key, value in run:
             key_len, val_len = len(key), len(value)
-            parts += (
-                pack(size, key_len, val_len, key_hash),
-                key,
-                value,
-                padding[size - RECORD_HEADER - key_len - val_len],
-            )
+            pad = -(key_len + val_len) % RECORD_ALIGN
+            size = RECORD_HEADER + key_len + val_len + pad
+            key_hash = crc32(key)
+            parts += (pack(size, key_len, val_len, key_hash), key, value, padding[pad])
+            indexed.append((key, key_hash, ref))
+            ref += size
+        total = ref - 1 - offset
+        if hdr[LOG_USED_W] + total > budget or offset + total > budget:
+            return None
         start = self._log0 + offset
         self._mm[start : start + total] = b"".join(parts)
-        return offset, sizes
+        return indexed, total
 
-    def index_run(self, run: list[tuple[bytes, int, bytes]], offset: int, sizes: list[int]) -> None:
+    def index_run(self, indexed: list[Indexed], total: int) -> None:
         """Index the records `append_run` wrote and move the head past them: the same result
-        as putting them one by one, an older entry of the same key dropped."""
+        as putting them one by one, an older entry of the same key dropped. The counters go
+        up first: a key twice in one run drops its first record, which must already count."""
+        hdr = self._hdr
+        hdr[HEAD_W] += total
+        hdr[LOG_USED_W] += total
+        hdr[ENTRIES_W] += len(indexed)
+        hdr[LIVE_BYTES_W] += total
         refs, hashes, bits, mask = self._v.slot_ref, self._v.slot_hash, self._v.ref_bits, self._mask
         mm, log0 = self._mm, self._log0
-        for (key, key_hash, _), size in zip(run, sizes, strict=True):
+        for key, key_hash, ref in indexed:
             i = key_hash & mask
-            while ref := refs[i]:
+            while old := refs[i]:
                 if hashes[i] == key_hash:
-                    start = log0 + ref - 1 + RECORD_HEADER
+                    start = log0 + old - 1 + RECORD_HEADER
                     if mm[start : start + len(key)] == key and (
                         RECORD.unpack_from(mm, start - RECORD_HEADER)[1] == len(key)
                     ):
@@ -126,14 +140,7 @@ class Writer:
                 i = (i + 1) & mask
             hashes[i] = key_hash
             bits[i] = 0
-            refs[i] = offset + 1
-            offset += size
-        total = sum(sizes)
-        hdr = self._hdr
-        hdr[HEAD_W] += total
-        hdr[LOG_USED_W] += total
-        hdr[ENTRIES_W] += len(run)
-        hdr[LIVE_BYTES_W] += total
+            refs[i] = ref
 
     def clear(self) -> None:
         """Empty the index and the log; evictions and the ready flag are kept."""
@@ -276,7 +283,7 @@ class Writer:
         hdr[LOG_USED_W] += size
         return offset
 
-    def _append(self, size: int, key: bytes, value: bytes, key_hash: int) -> int:
+    def _append(self, size: int, key: bytes, value: Value, key_hash: int) -> int:
         offset = self._reserve(size)
         start = self._log0 + offset
         RECORD.pack_into(self._mm, start, size, len(key), len(value), key_hash)

@@ -20,7 +20,7 @@ from psycopg.errors import UniqueViolation
 
 from service.errors import StoreRejected
 from service.model import Order, encode_order
-from service.store.copydata import CopyBatch
+from service.store.copy_in import CopyBatch
 from service.store.db import Connection, translated_errors
 from service.store.rows import BINARY_TYPES, TABLES, Document
 

@@ -1,7 +1,7 @@
 import msgspec
 
 from service.model import encode_order
-from service.store.copydata import BINARY_HEADER, BINARY_TRAILER, CopyBatch
+from service.store.copy_in import BINARY_HEADER, BINARY_TRAILER, CopyBatch
 from tests.orders import random_orders
 
 

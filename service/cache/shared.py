@@ -255,8 +255,9 @@ class SharedCache:
         return self._store([(_key_bytes(key), value) for key, value in items], blocking=True)
 
     def put_encoded(self, items: Sequence[tuple[bytes, Value]]) -> int:
-        """`put_many` for keys that are already ASCII bytes, as the warm-up reads them: checked
-        all together before anything is stored, which costs far less than one by one."""
+        """`put_many` for keys that are already ASCII bytes (the warm-up reads them so, and the
+        consumer's ids are validated): checked all together before anything is stored, which
+        costs far less than one by one."""
         keys = [key for key, _ in items]
         if keys and not (
             min(map(len, keys)) > 0

@@ -51,7 +51,7 @@ from service.ingest.deadletter import DeadLetters
 from service.ingest.kafka import consumer_config, ensure_topics
 from service.ingest.progress import IngestProgress
 from service.model import Rejection, decode_order, encode_order
-from service.store.copydata import CopyBatch
+from service.store.copy_in import CopyBatch
 from service.store.db import connect
 from service.store.migrate import require_current
 from service.store.rows import Document
@@ -59,7 +59,7 @@ from service.store.writer import OrderWriter, Written
 
 log = logging.getLogger(__name__)
 
-CacheSink = Callable[[list[tuple[str, bytes]]], object]
+CacheSink = Callable[[list[tuple[bytes, bytes]]], object]
 
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -249,7 +249,7 @@ class OrderConsumer:
         of it, so they can be answered at once instead of after two round trips to Kafka.
         """
         if self._cache is not None and written.stored:
-            self._cache([(order.order_uid, body) for order, body in written.stored])
+            self._cache([(order.order_uid.encode(), body) for order, body in written.stored])
         for message, exc in written.rejected:
             self._dead_letter(message, "db_rejected", str(exc))
         self._dead_letters.flush()
@@ -346,7 +346,7 @@ def run_consumer(settings: Settings) -> None:
     require_current(settings)
     ensure_topics(settings)
     cache = _attach_cache(settings)
-    consumer = OrderConsumer(settings, cache.put_many if cache is not None else None)
+    consumer = OrderConsumer(settings, cache.put_encoded if cache is not None else None)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: consumer.stop.set())
     consumer.run()

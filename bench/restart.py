@@ -4,7 +4,7 @@ the memory its API workers hold once those orders are cached.
     python -m bench.restart [--orders N | --quick]
 
 Warm-up: the warm-up's own time from the service log, against its ceiling measured in the same
-run: the same COPY of the same bodies read with psycopg into nothing (bar: ≤ 1.5x), on a
+run: the same COPY of the same bodies read from libpq into nothing (bar: ≤ 1.5x), on a
 database vacuumed after the load; and the time from starting `python -m service serve` to
 `/readyz` answering 200.
 Memory: after a random-read load through 4 workers, the proportional set size (PSS) of
@@ -31,6 +31,7 @@ from bench.http import run_wrk
 from bench.processes import HOST, SERVICE, free_port, stop, wait_ready
 from service.config import Settings
 from service.produce import random_order
+from service.store.copy_out import copy_messages
 from service.store.db import connect
 from service.store.reader import newest_documents_copy
 from service.store.writer import OrderWriter
@@ -67,14 +68,15 @@ def settle(settings: Settings) -> None:
 
 
 def bare_read_s(settings: Settings, count: int) -> float:
-    """The best of BARE_READS timings of the warm-up's COPY read block by block and dropped:
-    the least work that gets the same bytes out of PostgreSQL into this process."""
+    """The best of BARE_READS timings of the warm-up's COPY read message by message and
+    dropped, the way the warm-up reads it (`copy_messages`, straight from libpq): the least
+    work that gets the same bytes out of PostgreSQL into this process."""
     best = float("inf")
     with connect(settings) as conn:
         for _ in range(BARE_READS):
             started = time.perf_counter()
             with newest_documents_copy(conn, count) as copy:
-                for _block in copy:
+                for _message in copy_messages(copy):
                     pass
             best = min(best, time.perf_counter() - started)
             log(f"bare read of the warm-up's COPY: {best:.2f} s")

@@ -40,6 +40,12 @@ async def stored_order(state: AppState, order_uid: str) -> Answer:
     try:
         body = await state.documents.load(order_uid)
     except (StoreUnavailable, StoreMisconfigured) as exc:
+        # Asked again before the outage is the answer: the first lookup may have met a writer
+        # that lost its CPU in the middle of an update (a reader's patience is bounded), or
+        # the consumer may have cached the order meanwhile.
+        cached = state.cache.get(order_uid)
+        if cached is not None:
+            return Answer(200, JSON, cached)
         metrics.STORE_UNAVAILABLE.inc()
         return Answer(503, PROBLEM_JSON, problem_body(503, "Service Unavailable", str(exc)))
     if body is None:

@@ -13,8 +13,9 @@ Concurrency:
 * Readers take no lock. A global seqlock (`SEQ_W`) is odd while a writer mutates and is bumped
   around each put, or each run of up to RUN puts indexed together (not around a whole batch,
   so readers are not starved during a warm-up). A reader reads seq, looks the key up, copies
-  the value out, and re-reads seq; if it was odd or has changed it retries a bounded number of
-  times and then reports a miss. A miss is always safe: the caller falls back to PostgreSQL.
+  the value out, and re-reads seq; if it was odd or has changed it retries for up to
+  READ_PATIENCE_S and then reports a miss. A miss is always safe: the caller falls back to
+  PostgreSQL, and asks the cache once more if PostgreSQL cannot answer.
   Because a reader may look at memory in the middle of being rewritten, every offset and
   length it reads is bounds-checked and every probe loop is bounded, so garbage gives a miss,
   never an exception or a hang. Readers write nothing but CLOCK reference bits, which sit
@@ -34,6 +35,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -68,11 +70,16 @@ from service.errors import CacheError, CacheKeyError
 log = logging.getLogger(__name__)
 
 READ_TRIES = 64
-# Puts under one odd seq: short enough that a reader's READ_TRIES outlast it.
+# How long a reader waits for a writer in the middle of an update before it reports a miss:
+# far longer than a run takes, so only a writer that lost its CPU or the GIL mid-run (the
+# consumer's cache fill beside its writer thread) makes readers miss.
+READ_PATIENCE_S = 0.002
+# Puts under one odd seq: a reader waits out a run of them.
 RUN = 32
 
 _crc32 = zlib.crc32
 _yield = os.sched_yield
+_monotonic = time.monotonic
 _unpack_record = RECORD.unpack_from
 
 
@@ -174,7 +181,8 @@ class SharedCache:
             value = self._lookup(data, key_hash)
             if hdr[SEQ_W] == seq:
                 return value
-        for _ in range(READ_TRIES - 1):
+        give_up_at = _monotonic() + READ_PATIENCE_S
+        while _monotonic() < give_up_at:
             _yield()  # a writer is mid-put: let it finish rather than spin against it
             seq = hdr[SEQ_W]
             if not seq & 1:

@@ -24,6 +24,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from service.cache import SharedCache
 from service.config import Settings
 from service.model import Delivery, Item, Order, Payment, encode_order
 from service.store.db import connect
@@ -84,6 +85,17 @@ def free_port() -> int:
 
 def service_url(env: dict[str, str]) -> str:
     return f"http://127.0.0.1:{env['HTTP_PORT']}"
+
+
+@contextmanager
+def cache_region(prefix: str, capacity: int, byte_budget: int) -> Iterator[SharedCache]:
+    """A new cache region of this test only, closed and removed afterwards."""
+    cache = SharedCache.create(f"{prefix}-{uuid.uuid4().hex[:12]}", capacity, byte_budget)
+    try:
+        yield cache
+    finally:
+        cache.close()
+        cache.unlink()
 
 
 @contextmanager

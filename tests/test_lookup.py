@@ -2,7 +2,6 @@
 more before the answer is 503."""
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -12,6 +11,7 @@ from service.api.lookup import stored_order
 from service.api.state import AppState
 from service.cache import SharedCache
 from service.errors import StoreUnavailable
+from tests.helpers import cache_region
 
 
 class DownLoader:
@@ -28,10 +28,8 @@ class DownLoader:
 
 @pytest.fixture
 def region() -> Iterator[SharedCache]:
-    owner = SharedCache.create(f"test-lookup-{uuid.uuid4().hex[:12]}", 10, 1 << 16)
-    yield owner
-    owner.close()
-    owner.unlink()
+    with cache_region("test-lookup", 10, 1 << 16) as cache:
+        yield cache
 
 
 def state_of(cache: SharedCache, loader: DownLoader) -> AppState:

@@ -13,7 +13,7 @@ from service.cache import SharedCache
 from service.config import Settings
 from service.errors import StoreUnavailable
 from service.warmup import CHUNK, warm_cache
-from tests.helpers import free_port, scalar, store, stored_body, wait_for
+from tests.helpers import cache_region, free_port, scalar, store, stored_body, wait_for
 from tests.orders import random_orders
 
 pytestmark = pytest.mark.integration
@@ -28,10 +28,8 @@ COPIES = (
 
 @pytest.fixture
 def cache() -> Iterator[SharedCache]:
-    cache = SharedCache.create(f"warmup-{uuid.uuid4().hex[:8]}", 100_000, 256 << 20)
-    yield cache
-    cache.close()
-    cache.unlink()
+    with cache_region("warmup", 100_000, 256 << 20) as cache:
+        yield cache
 
 
 def test_every_newest_order_is_cached_with_its_stored_bytes_and_the_cache_marked_ready(

@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import uvloop
 from confluent_kafka import Producer
 
 from bench import cli
 from bench.common import fresh_database, log, result
+from bench.poller import Poller
 from bench.processes import (
     HOST,
     SERVICE,
@@ -74,14 +75,11 @@ class Load:
     batch_seconds: float = 0.0
 
 
-async def _watch(client: httpx.AsyncClient, uid: str, produced_at: float, load: Load) -> None:
+async def _watch(poller: Poller, uid: str, produced_at: float, load: Load) -> None:
     """GET the order every POLL_INTERVAL_S until it answers 200; record the time to that."""
     while True:
         load.polls += 1
-        try:
-            status = (await client.get(f"/order/{uid}")).status_code
-        except httpx.HTTPError:
-            status = 0
+        status = await poller.status(f"/order/{uid}")
         if status == 200:
             load.latencies.append(time.monotonic() - produced_at)
             return
@@ -90,15 +88,15 @@ async def _watch(client: httpx.AsyncClient, uid: str, produced_at: float, load: 
         await asyncio.sleep(POLL_INTERVAL_S)
 
 
-async def _wait_visible(client: httpx.AsyncClient, uid: str, timeout_s: float) -> None:
+async def _wait_visible(poller: Poller, uid: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while (await client.get(f"/order/{uid}")).status_code != 200:
+    while await poller.status(f"/order/{uid}") != 200:
         if time.monotonic() > deadline:
             raise RuntimeError(f"order {uid} not visible within {timeout_s:.0f} s")
         await asyncio.sleep(0.05)
 
 
-async def steady_load(settings: Settings, url: str, count: int, rate: float, run: int) -> Load:
+async def steady_load(settings: Settings, port: int, count: int, rate: float, run: int) -> Load:
     """Produce `count` orders at `rate` per second, polling the sampled ones until visible;
     `run` seeds new orders for each run on the same service."""
     rng = random.Random(5 + run)
@@ -106,13 +104,14 @@ async def steady_load(settings: Settings, url: str, count: int, rate: float, run
     messages = [(o.order_uid, encode_order(o)) for o in orders]
     producer = Producer(producer_config(settings))
     load = Load()
-    limits = httpx.Limits(max_connections=POLL_CONNECTIONS)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=5.0) as client:
+    url = f"http://{HOST}:{port}"
+    poller = Poller(HOST, port, POLL_CONNECTIONS)
+    try:
         # The first order waits for the consumer to join the group, so it is not a sample.
         probe_uid, probe = messages.pop()
         producer.produce(settings.kafka_topic, probe, probe_uid)
         producer.flush(10)
-        await _wait_visible(client, probe_uid, VISIBLE_TIMEOUT_S)
+        await _wait_visible(poller, probe_uid, VISIBLE_TIMEOUT_S)
         log(f"consumer is up; producing {count:,} orders at {rate:,.0f}/s")
         watchers: set[asyncio.Task[None]] = set()
         before = metrics(url)
@@ -123,7 +122,7 @@ async def steady_load(settings: Settings, url: str, count: int, rate: float, run
                 uid, body = messages[index]
                 producer.produce(settings.kafka_topic, body, uid)
                 if index % SAMPLE_EVERY == 0:
-                    watch = _watch(client, uid, time.monotonic(), load)
+                    watch = _watch(poller, uid, time.monotonic(), load)
                     watchers.add(asyncio.create_task(watch))
             load.produced = due
             producer.poll(0)
@@ -134,6 +133,8 @@ async def steady_load(settings: Settings, url: str, count: int, rate: float, run
         for watcher in late:
             watcher.cancel()
         load.not_visible = len(late)
+    finally:
+        await poller.close()
     after = metrics(url)
     load.batches = after["ingest_batch_seconds_count"] - before["ingest_batch_seconds_count"]
     load.batch_seconds = after["ingest_batch_seconds_sum"] - before["ingest_batch_seconds_sum"]
@@ -243,7 +244,7 @@ def run_rates(
         with started([*SERVICE, "run"], {**base, "POSTGRES_DB": settings.postgres_db}) as service:
             wait_ready(f"{url}/readyz", service)
             for index, rate in enumerate(rates):
-                load = asyncio.run(steady_load(settings, url, round(rate * seconds), rate, index))
+                load = uvloop.run(steady_load(settings, port, round(rate * seconds), rate, index))
                 loads[rate] = load
                 log(
                     f"e2e at {rate:,.0f}/s: {load.produced / load.seconds:,.0f} orders/s, "

@@ -13,23 +13,24 @@ Three stages, so that PostgreSQL writes one batch while Python decodes the next:
      GIL behind the decoding;
   3. finish (main thread, once the write is done and the next batch is on its way to the
      database): hand the stored bodies to the cache, dead-letter what PostgreSQL refused,
-     wait until Kafka has acknowledged every dead letter, commit the batch's offsets
-     synchronously.
+     wait until Kafka has acknowledged every dead letter, send the commit of the batch's
+     offsets without waiting for its answer (`OffsetCommits`).
 Offsets are therefore committed only after that batch's database commit and its dead letters'
 acknowledgements, one batch after the other, so in order per partition. A crash anywhere
-redelivers what was not committed, and the writer's ON CONFLICT makes that harmless.
+redelivers what was not committed, and the writer's ON CONFLICT makes that harmless. Before
+partitions are given up (revocation, the end of the run) the consumer waits for the commit.
 
 Several instances share the topic through one consumer group (cooperative-sticky). Rebalance
 callbacks run only inside consume(), on the main thread; on revocation the pipeline is drained
-(the batch in the database and the one gathered are stored, finished and committed) while the
-partitions are still ours. librdkafka drops from a consume() result the messages of partitions
-revoked during that call. A commit refused in the middle of a rebalance (the group's generation
-is changing) is kept and retried with the next batch, and on revocation; partitions *lost*
-(session expired) cannot be committed, so their offsets are dropped from the batches in hand and
-their new owner gets them again and skips them as duplicates. While PostgreSQL is down the main
-thread waits for the write (the one place `StoreUnavailable` is handled) and does not call
-consume(), so a rebalance waits for the database (at most `max.poll.interval.ms`); nothing is
-committed for an unstored batch.
+(the batch in the database and the one gathered are stored, finished and committed, waiting for
+Kafka's answer) while the partitions are still ours. librdkafka drops from a consume() result
+the messages of partitions revoked during that call. A commit refused in the middle of a
+rebalance (the group's generation is changing) is queued again and retried with the next batch,
+and on revocation; partitions *lost* (session expired) cannot be committed, so their offsets are
+dropped from the batches in hand and their new owner gets them again and skips them as
+duplicates. While PostgreSQL is down the main thread waits for the write (the one place
+`StoreUnavailable` is handled) and does not call consume(), so a rebalance waits for the
+database (at most `max.poll.interval.ms`); nothing is committed for an unstored batch.
 """
 
 import logging
@@ -49,6 +50,7 @@ from service.config import Settings
 from service.errors import CacheError, StoreUnavailable
 from service.ingest.deadletter import DeadLetters
 from service.ingest.kafka import consumer_config, ensure_topics
+from service.ingest.offsets import OffsetCommits
 from service.ingest.progress import IngestProgress
 from service.model import Rejection, decode_order, encode_order
 from service.store.copy_in import CopyBatch
@@ -114,12 +116,12 @@ class OrderConsumer:
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._gathering = _Batch()
         self._in_flight: tuple[_Batch, Future[Written[Message]]] | None = None
-        # Next offsets of stored batches whose commit Kafka refused; retried (see module doc).
-        self._uncommitted: dict[tuple[str, int], int] = {}
+        self._commits = OffsetCommits()
         self._dead_letters = DeadLetters(settings)
         config = consumer_config(settings)
         config["stats_cb"] = lambda raw: self.progress.set_lag(_lag_from_stats(raw))
         config["error_cb"] = lambda error: log.warning("kafka: %s", error)
+        config["on_commit"] = self._on_commit
         self._consumer = Consumer(config)
 
     def run(self) -> None:
@@ -136,6 +138,7 @@ class OrderConsumer:
                 self._advance()
                 self.progress.maybe_log()
             self._drain()
+            self._commit_now()
         except BaseException:
             # What is in hand stays uncommitted, for redelivery; closing must not drain it.
             self._in_flight, self._gathering = None, _Batch()
@@ -279,29 +282,42 @@ class OrderConsumer:
             self._writer = None
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        for key, offset in offsets.items():
-            self._uncommitted[key] = offset + 1
-        self._commit_uncommitted(list(self._uncommitted))
-
-    def _commit_uncommitted(self, keys: list[tuple[str, int]]) -> None:
-        partitions = [TopicPartition(t, p, self._uncommitted[(t, p)]) for t, p in keys]
-        if not partitions:
-            return
+        """Commit a stored batch's offsets, and any refused before, without waiting; Kafka's
+        answer comes to `_on_commit` inside a later consume() (offsets.py says why)."""
+        partitions = self._commits.send({key: offset + 1 for key, offset in offsets.items()})
         try:
-            self._consumer.commit(offsets=partitions, asynchronous=False)
+            self._consumer.commit(offsets=partitions, asynchronous=True)
         except KafkaException as exc:
+            self._on_commit(exc.args[0], partitions)
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        refused = self._commits.answered(error, partitions)
+        if refused:
             # Typically a rebalance under way; the rows are stored, so this is retried with
             # the next batch or on revocation, and at worst the next owner skips duplicates.
-            log.warning("offset commit failed (%s); will retry", exc)
+            reason = error or refused[0].error
+            log.warning("offset commit of %s refused (%s); will retry", _describe(refused), reason)
+
+    def _commit_now(self, keys: list[tuple[str, int]] | None = None) -> None:
+        """Commit the unconfirmed offsets of `keys` (None: all) and wait for Kafka's answer:
+        partitions are about to be given up."""
+        offsets = self._commits.outstanding(keys)
+        if not offsets:
             return
-        for key in keys:
-            del self._uncommitted[key]
+        partitions = [TopicPartition(t, p, offset) for (t, p), offset in offsets.items()]
+        try:
+            answer = self._consumer.commit(offsets=partitions, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("offset commit of %s failed (%s)", _describe(partitions), exc)
+            return
+        refused = {(tp.topic, tp.partition) for tp in answer or [] if tp.error is not None}
+        self._commits.confirmed({k: o for k, o in offsets.items() if k not in refused})
 
     def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
         # Still ours inside this callback: the last chance to store and commit what we took.
         self._drain()
         revoked = [(p.topic, p.partition) for p in partitions]
-        self._commit_uncommitted([key for key in revoked if key in self._uncommitted])
+        self._commit_now(revoked)
         self._forget(revoked)
         log.info("revoked %s", _describe(partitions))
 
@@ -323,9 +339,8 @@ class OrderConsumer:
         return [*in_flight, self._gathering]
 
     def _forget(self, keys: list[tuple[str, int]]) -> None:
-        for key in keys:
-            if self._uncommitted.pop(key, None) is not None:
-                log.warning("gave up %s[%s] with its last offset uncommitted", *key)
+        for key in self._commits.forget(keys):
+            log.warning("gave up %s[%s] with its last offset unconfirmed", *key)
 
 
 def _describe(partitions: list[TopicPartition]) -> str:

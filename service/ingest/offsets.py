@@ -1,0 +1,79 @@
+"""The consumer's offsets on their way to Kafka: what has been sent, what Kafka refused.
+
+After each batch's database commit its next offsets are committed *without waiting*: a group
+coordinator takes a few milliseconds to answer (Kafka 4.1 lingers 5 ms before writing a group's
+commits), and a consumer that waits for it leaves every order behind that batch waiting with
+it. Kafka answers later, inside a consume() call, and `answered` records that answer: a refused
+offset is queued again and goes out with the next batch's commit. Only where partitions are
+about to be given up (revocation, the end of the run) does the consumer wait, committing
+`outstanding` synchronously.
+
+Ordering: commits go out in order over the one connection to the coordinator, and a newer
+offset for a partition supersedes an older one. An answer about an offset older than the newest
+sent is therefore ignored: whatever happened to it, the newer commit settles that partition.
+"""
+
+from collections.abc import Iterable, Mapping
+
+from confluent_kafka import KafkaError, TopicPartition
+
+Key = tuple[str, int]
+
+
+class OffsetCommits:
+    """Next offsets per partition: queued to send (new or refused), and sent, unconfirmed."""
+
+    def __init__(self) -> None:
+        self._queued: dict[Key, int] = {}
+        self._sent: dict[Key, int] = {}
+
+    def send(self, next_offsets: Mapping[Key, int]) -> list[TopicPartition]:
+        """Queue a stored batch's next offsets; return everything queued, now counted as sent."""
+        self._queued.update(next_offsets)
+        partitions = [TopicPartition(t, p, offset) for (t, p), offset in self._queued.items()]
+        self._sent.update(self._queued)
+        self._queued.clear()
+        return partitions
+
+    def answered(
+        self, error: KafkaError | None, partitions: Iterable[TopicPartition]
+    ) -> list[TopicPartition]:
+        """Kafka's answer to a commit: confirmed offsets are done, refused ones queued again
+        unless a newer one was sent since. Returns the refused ones queued again."""
+        refused = []
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            if self._sent.get(key) != tp.offset:
+                continue
+            del self._sent[key]
+            if error is not None or tp.error is not None:
+                self._queued.setdefault(key, tp.offset)
+                refused.append(tp)
+        return refused
+
+    def outstanding(self, keys: Iterable[Key] | None = None) -> dict[Key, int]:
+        """The newest unconfirmed offset of each partition in `keys` (None: all) that has one."""
+        wanted = set(self._queued) | set(self._sent) if keys is None else set(keys)
+        newest: dict[Key, int] = {}
+        for key in wanted:
+            offsets = [o for o in (self._queued.get(key), self._sent.get(key)) if o is not None]
+            if offsets:
+                newest[key] = max(offsets)
+        return newest
+
+    def confirmed(self, offsets: Mapping[Key, int]) -> None:
+        """`offsets` were committed synchronously; what they cover is done."""
+        for key, offset in offsets.items():
+            for pending in (self._queued, self._sent):
+                if pending.get(key, offset + 1) <= offset:
+                    del pending[key]
+
+    def forget(self, keys: Iterable[Key]) -> list[Key]:
+        """Drop the partitions' offsets (given up); return those that had one unconfirmed."""
+        dropped = []
+        for key in keys:
+            queued = self._queued.pop(key, None)
+            sent = self._sent.pop(key, None)
+            if queued is not None or sent is not None:
+                dropped.append(key)
+        return dropped

@@ -2,10 +2,11 @@
 
 One thread reads the COPY and writes each chunk of orders into the cache before reading on.
 While it writes a chunk (a few tenths of a millisecond), PostgreSQL goes on sending into the
-socket's buffers, so the stream does not stop. The design before, a reader thread handing
-chunks to the writing thread, took about a fifth more CPU: both need the GIL for nearly all
-their work, and they spent some of it handing the GIL back and forth (docs/profiling-study.md,
-section 6.2).
+socket's buffers, so the stream does not stop. Meanwhile a second thread maps the region's pages
+in ahead of those writes (cache/prefault.py), outside the GIL. The design before, a reader
+thread handing chunks to the writing thread, took about a fifth more CPU: both need the GIL for
+nearly all their work, and they spent some of it handing the GIL back and forth
+(docs/profiling-study.md, section 6.2).
 """
 
 import logging
@@ -30,6 +31,7 @@ def warm_cache(settings: Settings, cache: SharedCache) -> int:
     # Closed here, not at garbage collection, when a write fails: the COPY is abandoned while
     # its connection is still open.
     with (
+        cache.prefaulting(),
         connect(settings) as conn,
         closing(newest_documents(conn, settings.cache_size, CHUNK)) as chunks,
     ):

@@ -56,6 +56,7 @@ from service.cache.layout import (
     Views,
     usable_budget,
 )
+from service.cache.prefault import Prefault
 from service.cache.region import (
     build_region,
     lock_owner,
@@ -300,6 +301,10 @@ class SharedCache:
         finally:
             self._thread_lock.release()
         return stored
+
+    def prefaulting(self) -> Prefault:
+        """A context in which a thread maps the region's pages in ahead of a bulk fill."""
+        return Prefault(self._mm)
 
     def mark_ready(self) -> None:
         """Record that warm-up finished. One aligned word store: no lock needed."""

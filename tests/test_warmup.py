@@ -3,6 +3,7 @@ read and written chunk by chunk; a failure on either side is raised, and a faile
 abandons the COPY."""
 
 import dataclasses
+import errno
 import uuid
 from collections.abc import Iterator
 
@@ -59,11 +60,16 @@ def test_a_cache_write_that_fails_is_raised_and_abandons_the_copy(
 ) -> None:
     store(settings, random_orders(ORDERS, seed=96))
     stored = scalar(db, "SELECT count(*) FROM orders")
-    closed = SharedCache.create(f"warmup-{uuid.uuid4().hex[:8]}", 100_000, 256 << 20)
-    closed.close()
+    cache = SharedCache.create(f"warmup-{uuid.uuid4().hex[:8]}", 100_000, 256 << 20)
+
+    def failing_write(_: object) -> int:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    cache.put_encoded = failing_write  # type: ignore[method-assign,assignment]
     try:
         with pytest.raises(OSError, match="Bad file descriptor"):
-            warm_cache(dataclasses.replace(settings, cache_size=stored), closed)
+            warm_cache(dataclasses.replace(settings, cache_size=stored), cache)
     finally:
-        closed.unlink()
+        cache.close()
+        cache.unlink()
     wait_for(lambda: scalar(db, COPIES) == 0, seconds=10, what="the COPY's backend to end")

@@ -1,5 +1,5 @@
-"""OffsetCommits: which offsets go out with the next commit, after Kafka refuses, confirms or
-answers late, and what is waited for when partitions are given up."""
+"""OffsetCommits: which offsets go out with the next commit, one commit at a time, after Kafka
+refuses, confirms or answers late, and what is waited for when partitions are given up."""
 
 from typing import NamedTuple
 
@@ -17,61 +17,82 @@ class PartitionAnswer(NamedTuple):
     error: KafkaError | None
 
 
-def _sent(partitions: list[TopicPartition] | list[PartitionAnswer]) -> set[tuple[str, int, int]]:
+def _offsets(partitions: list[TopicPartition] | list[PartitionAnswer]) -> set[tuple[str, int, int]]:
     return {(tp.topic, tp.partition, tp.offset) for tp in partitions}
 
 
-def test_each_batch_sends_its_own_offsets_and_nothing_confirmed_goes_out_again() -> None:
+def test_a_batch_ending_while_a_commit_is_unanswered_goes_out_with_the_next_one() -> None:
     commits = OffsetCommits()
-    first = commits.send({("t", 0): 10, ("t", 1): 5})
-    assert _sent(first) == {("t", 0, 10), ("t", 1, 5)}
+    commits.record({("t", 0): 10, ("t", 1): 5})
+    first = commits.due()
+    assert _offsets(first) == {("t", 0, 10), ("t", 1, 5)}
+    commits.record({("t", 0): 20})
+    commits.record({("t", 0): 30, ("t", 2): 1})
+    assert commits.due() == []
     assert commits.answered(None, first) == []
-    assert _sent(commits.send({("t", 0): 20})) == {("t", 0, 20)}
+    # The newest offset of each partition queued meanwhile, and nothing already confirmed.
+    assert _offsets(commits.due()) == {("t", 0, 30), ("t", 2, 1)}
 
 
-def test_a_refused_commit_goes_out_again_with_the_next_batch() -> None:
+def test_nothing_is_due_when_nothing_is_queued() -> None:
     commits = OffsetCommits()
-    first = commits.send({("t", 0): 10, ("t", 1): 5})
-    assert _sent(commits.answered(REFUSED, first)) == {("t", 0, 10), ("t", 1, 5)}
-    assert _sent(commits.send({("t", 1): 8})) == {("t", 0, 10), ("t", 1, 8)}
+    assert commits.due() == []
+    commits.record({("t", 0): 10})
+    commits.answered(None, commits.due())
+    assert commits.due() == []
+
+
+def test_a_refused_commit_goes_out_again_behind_anything_newer() -> None:
+    commits = OffsetCommits()
+    commits.record({("t", 0): 10, ("t", 1): 5})
+    first = commits.due()
+    commits.record({("t", 1): 8})
+    assert _offsets(commits.answered(REFUSED, first)) == {("t", 0, 10), ("t", 1, 5)}
+    assert _offsets(commits.due()) == {("t", 0, 10), ("t", 1, 8)}
 
 
 def test_a_refusal_of_one_partition_in_an_answer_requeues_that_one_only() -> None:
     commits = OffsetCommits()
-    commits.send({("t", 0): 10, ("t", 1): 5})
+    commits.record({("t", 0): 10, ("t", 1): 5})
+    commits.due()
     # librdkafka sets a partition's own error; TopicPartition's is read-only from Python.
     answer = [PartitionAnswer("t", 0, 10, None), PartitionAnswer("t", 1, 5, REFUSED)]
-    assert _sent(commits.answered(None, answer)) == {("t", 1, 5)}  # type: ignore[arg-type]
-    assert _sent(commits.send({})) == {("t", 1, 5)}
+    assert _offsets(commits.answered(None, answer)) == {("t", 1, 5)}  # type: ignore[arg-type]
+    assert _offsets(commits.due()) == {("t", 1, 5)}
 
 
-def test_an_answer_about_an_offset_older_than_the_newest_sent_changes_nothing() -> None:
+def test_an_answer_about_another_offset_than_the_one_sent_changes_nothing() -> None:
     commits = OffsetCommits()
-    older = commits.send({("t", 0): 10})
-    newer = commits.send({("t", 0): 20})
-    # The older commit refused after the newer one went out: the newer settles partition 0.
-    assert commits.answered(REFUSED, older) == []
+    commits.record({("t", 0): 20})
+    sent = commits.due()
+    # A synchronous commit's answer comes through the same callback, later.
+    assert commits.answered(REFUSED, [TopicPartition("t", 0, 10)]) == []
     assert commits.outstanding() == {("t", 0): 20}
-    commits.answered(None, newer)
+    commits.answered(None, sent)
     assert commits.outstanding() == {}
-    assert _sent(commits.send({})) == set()
 
 
 def test_outstanding_is_the_newest_unconfirmed_offset_and_a_waited_commit_confirms_it() -> None:
     commits = OffsetCommits()
-    commits.answered(REFUSED, commits.send({("t", 0): 10}))
-    commits.send({("t", 1): 3})
-    assert commits.outstanding() == {("t", 0): 10, ("t", 1): 3}
+    commits.record({("t", 0): 10, ("t", 1): 3})
+    commits.due()
+    commits.record({("t", 0): 12})
+    assert commits.outstanding() == {("t", 0): 12, ("t", 1): 3}
     assert commits.outstanding([("t", 1), ("t", 2)]) == {("t", 1): 3}
-    commits.confirmed({("t", 0): 10, ("t", 1): 3})
+    commits.confirmed({("t", 0): 12, ("t", 1): 3})
     assert commits.outstanding() == {}
-    assert _sent(commits.send({})) == set()
+    # Confirmed while sent: the commit is no longer waited for.
+    commits.record({("t", 2): 1})
+    assert _offsets(commits.due()) == {("t", 2, 1)}
 
 
 def test_a_partition_given_up_is_reported_once_and_its_late_answers_are_ignored() -> None:
     commits = OffsetCommits()
-    sent = commits.send({("t", 0): 10, ("t", 1): 5})
+    commits.record({("t", 0): 10, ("t", 1): 5})
+    sent = commits.due()
     commits.answered(None, [sent[1]])
     assert commits.forget([("t", 0), ("t", 1)]) == [("t", 0)]
     assert commits.answered(REFUSED, sent) == []
     assert commits.outstanding() == {}
+    commits.record({("t", 2): 1})
+    assert _offsets(commits.due()) == {("t", 2, 1)}

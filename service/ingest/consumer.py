@@ -13,8 +13,8 @@ Three stages, so that PostgreSQL writes one batch while Python decodes the next:
      GIL behind the decoding;
   3. finish (main thread, once the write is done and the next batch is on its way to the
      database): hand the stored bodies to the cache, dead-letter what PostgreSQL refused,
-     wait until Kafka has acknowledged every dead letter, send the commit of the batch's
-     offsets without waiting for its answer (`OffsetCommits`).
+     wait until Kafka has acknowledged every dead letter, commit the batch's offsets
+     without waiting for the answer, one commit at a time (`OffsetCommits`).
 Offsets are therefore committed only after that batch's database commit and its dead letters'
 acknowledgements, one batch after the other, so in order per partition. A crash anywhere
 redelivers what was not committed, and the writer's ON CONFLICT makes that harmless. Before
@@ -135,6 +135,9 @@ class OrderConsumer:
         try:
             while not self.stop.is_set():
                 self._gather()
+                # The answer to the last commit may have come inside consume(): what batches
+                # queued meanwhile goes out now.
+                self._send_commit()
                 self._advance()
                 self.progress.maybe_log()
             self._drain()
@@ -282,9 +285,17 @@ class OrderConsumer:
             self._writer = None
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        """Commit a stored batch's offsets, and any refused before, without waiting; Kafka's
-        answer comes to `_on_commit` inside a later consume() (offsets.py says why)."""
-        partitions = self._commits.send({key: offset + 1 for key, offset in offsets.items()})
+        """Commit a stored batch's offsets without waiting (offsets.py says why), now if no
+        commit is unanswered, else with the next one."""
+        self._commits.record({key: offset + 1 for key, offset in offsets.items()})
+        self._send_commit()
+
+    def _send_commit(self) -> None:
+        """Send what is queued if the last commit is answered; its answer comes to
+        `_on_commit` inside a later consume()."""
+        partitions = self._commits.due()
+        if not partitions:
+            return
         try:
             self._consumer.commit(offsets=partitions, asynchronous=True)
         except KafkaException as exc:

@@ -1,16 +1,21 @@
-"""The consumer's offsets on their way to Kafka: what has been sent, what Kafka refused.
+"""The consumer's offsets on their way to Kafka: queued, sent, refused, confirmed.
 
 After each batch's database commit its next offsets are committed *without waiting*: a group
 coordinator takes a few milliseconds to answer (Kafka 4.1 lingers 5 ms before writing a group's
 commits), and a consumer that waits for it leaves every order behind that batch waiting with
 it. Kafka answers later, inside a consume() call, and `answered` records that answer: a refused
-offset is queued again and goes out with the next batch's commit. Only where partitions are
-about to be given up (revocation, the end of the run) does the consumer wait, committing
-`outstanding` synchronously.
+offset is queued again. Only where partitions are about to be given up (revocation, the end of
+the run) does the consumer wait, committing `outstanding` synchronously.
 
-Ordering: commits go out in order over the one connection to the coordinator, and a newer
-offset for a partition supersedes an older one. An answer about an offset older than the newest
-sent is therefore ignored: whatever happened to it, the newer commit settles that partition.
+One commit at a time: the broker answers one connection's requests in order, one after the
+other, and the consumer's heartbeats share that connection. Batches that end faster than a
+commit is answered would otherwise pile commits up in front of the heartbeats until the group
+drops the consumer (seen at 2,000 orders/s: the session timed out). While a commit is out, the
+batches that end only queue their offsets; the next commit carries the newest of each.
+
+Ordering: a newer offset for a partition supersedes an older one, so an answer about any other
+offset than the one sent (a synchronous commit's answer comes through the same callback) is
+ignored.
 """
 
 from collections.abc import Iterable, Mapping
@@ -21,25 +26,28 @@ Key = tuple[str, int]
 
 
 class OffsetCommits:
-    """Next offsets per partition: queued to send (new or refused), and sent, unconfirmed."""
+    """Next offsets per partition: queued to send (new or refused), and sent, unanswered."""
 
     def __init__(self) -> None:
         self._queued: dict[Key, int] = {}
         self._sent: dict[Key, int] = {}
 
-    def send(self, next_offsets: Mapping[Key, int]) -> list[TopicPartition]:
-        """Queue a stored batch's next offsets; return everything queued, now counted as sent."""
+    def record(self, next_offsets: Mapping[Key, int]) -> None:
+        """Queue a stored batch's next offsets."""
         self._queued.update(next_offsets)
-        partitions = [TopicPartition(t, p, offset) for (t, p), offset in self._queued.items()]
-        self._sent.update(self._queued)
-        self._queued.clear()
-        return partitions
+
+    def due(self) -> list[TopicPartition]:
+        """What to commit now: everything queued, unless a commit is still unanswered."""
+        if self._sent or not self._queued:
+            return []
+        self._sent, self._queued = self._queued, {}
+        return [TopicPartition(t, p, offset) for (t, p), offset in self._sent.items()]
 
     def answered(
         self, error: KafkaError | None, partitions: Iterable[TopicPartition]
     ) -> list[TopicPartition]:
         """Kafka's answer to a commit: confirmed offsets are done, refused ones queued again
-        unless a newer one was sent since. Returns the refused ones queued again."""
+        (behind any newer one queued since). Returns the refused ones."""
         refused = []
         for tp in partitions:
             key = (tp.topic, tp.partition)

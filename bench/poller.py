@@ -12,6 +12,8 @@ import asyncio
 
 _ERROR = 0
 
+_Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
 
 class Poller:
     """GETs to one HTTP/1.1 server over at most `connections` connections, reused."""
@@ -20,30 +22,46 @@ class Poller:
         self._host = host
         self._port = port
         self._slots = asyncio.Semaphore(connections)
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._idle: list[_Connection] = []
         self._request_head = f" HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
 
     async def status(self, path: str) -> int:
         """The status code of `GET path`, or 0 if the connection failed or the answer was
         not HTTP/1.1 with a content-length."""
         async with self._slots:
-            if self._idle:
-                reader, writer = self._idle.pop()
-            else:
-                try:
-                    reader, writer = await asyncio.open_connection(self._host, self._port)
-                except OSError:
-                    return _ERROR
+            idle = self._idle_connection()
+            if idle is not None:
+                status = await self._get(idle, path)
+                if status != _ERROR:
+                    return status
+                # The server closes a keep-alive connection it finds idle (granian: after its
+                # header read timeout), possibly just as it is reused: once more, on a new one.
             try:
-                writer.write(b"GET " + path.encode() + self._request_head)
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = int(head[9:12])
-                await reader.readexactly(_content_length(head))
-            except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                writer.close()
+                fresh = await asyncio.open_connection(self._host, self._port)
+            except OSError:
                 return _ERROR
-            self._idle.append((reader, writer))
-            return status
+            return await self._get(fresh, path)
+
+    def _idle_connection(self) -> _Connection | None:
+        while self._idle:
+            reader, writer = self._idle.pop()
+            if not reader.at_eof():
+                return reader, writer
+            writer.close()
+        return None
+
+    async def _get(self, connection: _Connection, path: str) -> int:
+        reader, writer = connection
+        try:
+            writer.write(b"GET " + path.encode() + self._request_head)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            await reader.readexactly(_content_length(head))
+        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            writer.close()
+            return _ERROR
+        self._idle.append(connection)
+        return status
 
     async def close(self) -> None:
         for _, writer in self._idle:

@@ -1,5 +1,6 @@
-"""Prefault: a thread maps a new region's pages into the process without changing what it
-holds, and the end of its block stops it and lets the region close."""
+"""Prefault: a thread maps a new region's pages into the process, the index and then the log
+a bounded lead ahead of its head, without changing what the region holds; the end of its block
+stops it and lets the region close."""
 
 import os
 import threading
@@ -9,15 +10,18 @@ from pathlib import Path
 import pytest
 
 from service.cache import SharedCache
+from service.cache.prefault import LEAD
 from service.cache.region import region_path
 from tests.helpers import wait_for
 
-BUDGET = 64 * 1024 * 1024
+BUDGET = 256 * 1024 * 1024
+VALUE = b"v" * (64 * 1024)
+PAGE = 4096
 
 
 @pytest.fixture
 def cache() -> Iterator[SharedCache]:
-    owner = SharedCache.create(f"test-prefault-{os.urandom(6).hex()}", 1000, BUDGET)
+    owner = SharedCache.create(f"test-prefault-{os.urandom(6).hex()}", 10_000, BUDGET)
     yield owner
     owner.close()
     owner.unlink()
@@ -41,18 +45,26 @@ def _kernel_has_populate_write() -> bool:
 
 
 @pytest.mark.skipif(not _kernel_has_populate_write(), reason="MADV_POPULATE_WRITE: Linux 5.14")
-def test_the_whole_region_is_mapped_in_without_a_write_and_its_entries_stay(
+def test_the_log_is_mapped_a_lead_ahead_of_its_head_and_the_entries_stay(
     cache: SharedCache,
 ) -> None:
     path = region_path(cache.name)
-    size = path.stat().st_size
+    log_start = path.stat().st_size - BUDGET
     cache.put("kept", b"value")
-    assert _resident_bytes(path) < size // 2
-    with cache.prefaulting():
-        wait_for(lambda: _resident_bytes(path) >= size - 4096, 30, "the region mapped in")
+    with cache.prefaulting() as prefault:
+        assert prefault.ahead.wait(30), "the thread never caught up"
+        # The index and LEAD bytes of the log, not the rest of the region.
+        resident = _resident_bytes(path)
+        assert log_start + LEAD - PAGE <= resident <= log_start + LEAD + 2 * PAGE
+        written = sum(cache.put(f"k{i}", VALUE) for i in range(1600))
+        assert written == 1600
+        wait_for(
+            lambda: _resident_bytes(path) >= log_start + 1600 * len(VALUE) + LEAD,
+            30,
+            "the mapping following the head",
+        )
     assert cache.get("kept") == b"value"
-    assert cache.put("after", b"more")
-    assert cache.get("after") == b"more"
+    assert cache.get("k1599") == VALUE
 
 
 def test_leaving_the_block_at_once_stops_the_thread_and_lets_the_region_close(

@@ -304,7 +304,7 @@ class SharedCache:
 
     def prefaulting(self) -> Prefault:
         """A context in which a thread maps the region's pages in ahead of a bulk fill."""
-        return Prefault(self._mm)
+        return Prefault(self._views)
 
     def mark_ready(self) -> None:
         """Record that warm-up finished. One aligned word store: no lock needed."""

@@ -1,15 +1,16 @@
 """The batch writer: a batch of orders into the five tables in one transaction.
 
 A batch arrives as a `CopyBatch`: its rows already formatted, so writing is sending bytes and
-waiting for PostgreSQL. Fast path: the rows are COPYed straight into the tables inside a
-savepoint; almost every batch is new orders, and this is the least work PostgreSQL can do. If
-some order_uid is already stored (a redelivered batch), the savepoint is rolled back and the
-slow path runs: the same bytes COPYed into session-local staging tables, then one prepared
-statement moves them into the real tables with `INSERT … ON CONFLICT DO NOTHING`, inserting
-the parts only of the orders that statement itself created. Either way an order is stored
-whole or not at all, a redelivered batch is harmless, and the first write of an `order_uid`
-wins: a later copy, in another batch or the same one (which `CopyBatch` refuses), changes
-nothing.
+waiting for PostgreSQL. Fast path: the rows are COPYed straight into the tables in a
+transaction of their own; almost every batch is new orders, and this is the least work
+PostgreSQL can do (a savepoint around it would cost two more round trips a batch). If some
+order_uid is already stored (a redelivered batch), that transaction is rolled back and the
+slow path runs in a new one: the same bytes COPYed into session-local staging tables, then
+one prepared statement moves them into the real tables with `INSERT … ON CONFLICT DO
+NOTHING`, inserting the parts only of the orders that statement itself created. Either way
+an order is stored whole or not at all, a redelivered batch is harmless, and the first write
+of an `order_uid` wins: a later copy, in another batch or the same one (which `CopyBatch`
+refuses), changes nothing.
 """
 
 from collections.abc import Sequence
@@ -96,17 +97,22 @@ class OrderWriter:
     def write_batch(self, batch: CopyBatch) -> list[Document]:
         """Store the formatted batch in one transaction; return its new orders' documents."""
         payloads = batch.payloads()
-        stored = batch.documents
-        with translated_errors(), self._conn.transaction(), self._conn.cursor() as cur:
-            try:
-                with self._conn.transaction():
-                    _copy(cur, _COPY_DIRECT, payloads)
-            except UniqueViolation:
-                # Some order is already stored; the savepoint undid the fast path.
+        with translated_errors():
+            if self._copy_new(payloads):
+                return batch.documents
+            with self._conn.transaction(), self._conn.cursor() as cur:
                 _copy(cur, _COPY_STAGING, payloads)
                 created = {uid for (uid,) in cur.execute(_MOVE.encode(), prepare=True)}
-                stored = [document for document in stored if document[0].order_uid in created]
-        return stored
+        return [document for document in batch.documents if document[0].order_uid in created]
+
+    def _copy_new(self, payloads: dict[str, bytes]) -> bool:
+        """The fast path; False, and nothing written, if some order is already stored."""
+        try:
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                _copy(cur, _COPY_DIRECT, payloads)
+        except UniqueViolation:
+            return False
+        return True
 
     def close(self) -> None:
         self._conn.close()

@@ -2,6 +2,10 @@
 against its ceiling, `psql \\copy` of the same rows from files into the same schema, measured
 in the same run.
 
+The two alternate, ROUNDS times each (the consumer in a new group, over a new database, each
+time), and the best run of each counts: single runs of either on the shared machine moved by a
+sixth from one run to the next (the ceiling 42,469 and 48,573 orders/s in two runs in a row).
+
     python -m bench.ingest [--quick] [--orders 200000] [--batch-size 5000]
 """
 
@@ -18,14 +22,22 @@ from typing import Any
 import psycopg
 
 from bench import cli
-from bench.common import log, result
-from bench.preload import BATCH_SIZE, cache_region, consumer, preloaded, wait_stored
+from bench.common import fresh_database, log, result
+from bench.preload import (
+    BATCH_SIZE,
+    DATABASE,
+    cache_region,
+    consumer,
+    preloaded,
+    wait_stored,
+)
 from service.config import Settings
 from service.model import Order, encode_order
 from service.store.rows import BINARY_TYPES, TABLES, Row, rows_by_table
 
 BAR_ORDERS_PER_S = 15_000
 BAR_RATIO = 0.8
+ROUNDS = 3
 
 
 def measure_consumer(settings: Settings, env: dict[str, str], total: int) -> dict[str, float]:
@@ -37,9 +49,9 @@ def measure_consumer(settings: Settings, env: dict[str, str], total: int) -> dic
     ):
         started_at = time.perf_counter()
         with consumer(env) as process:
-            first_count = wait_stored(conn, process, 1)
+            first_count = wait_stored(conn, [process], 1)
             first_at = time.perf_counter()
-            wait_stored(conn, process, total)
+            wait_stored(conn, [process], total)
             done = time.perf_counter()
     return {
         "orders_per_s": (total - first_count) / (done - first_at),
@@ -73,10 +85,10 @@ def export_binary(conn: psycopg.Connection[Any], table: str, path: Path) -> None
             out.write(block)
 
 
-def measure_ceiling(settings: Settings, orders: list[Order], workdir: Path) -> float:
-    """`psql \\copy` of the same rows, one file per table, in one transaction: CSV, except
-    the tables the writer sends in binary format (the bodies), exported from the consumer's
-    run in that format."""
+def ceiling_commands(settings: Settings, orders: list[Order], workdir: Path) -> list[str]:
+    """psql's `\\copy` commands for the same rows, one file per table, written to `workdir`:
+    CSV, except the tables the writer sends in binary format (the bodies), exported from the
+    consumer's run in that format."""
     commands = []
     with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
         for table, rows in rows_by_table((o, encode_order(o)) for o in orders).items():
@@ -88,6 +100,11 @@ def measure_ceiling(settings: Settings, orders: list[Order], workdir: Path) -> f
                 path = workdir / f"{table}.csv"
                 write_csv(path, rows)
                 commands += copy_command(table, path, "csv")
+    return commands
+
+
+def run_ceiling(settings: Settings, commands: list[str], total: int) -> float:
+    """The emptied tables filled by `psql -1` running `commands`: orders/s."""
     with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {', '.join(TABLES)}")
         conn.execute("VACUUM ANALYZE")
@@ -114,17 +131,24 @@ def measure_ceiling(settings: Settings, orders: list[Order], workdir: Path) -> f
         env=env,
         check=True,
     )
-    return len(orders) / (time.perf_counter() - started)
+    return total / (time.perf_counter() - started)
 
 
-def figures(ours: dict[str, float], ceiling: float) -> dict[str, Any]:
+def measure_ceiling(settings: Settings, orders: list[Order], workdir: Path) -> float:
+    """One run of the ceiling on the rows the consumer stored in `settings`' database."""
+    return run_ceiling(settings, ceiling_commands(settings, orders, workdir), len(orders))
+
+
+def figures(ours_runs: list[dict[str, float]], ceiling_runs: list[float]) -> dict[str, Any]:
+    ours = max(ours_runs, key=lambda run: run["orders_per_s"])
+    ceiling = max(ceiling_runs)
     ratio = ours["orders_per_s"] / ceiling
     return {
         "ingest": {
             "value": round(ours["orders_per_s"]),
             "unit": "orders/s",
             "ceiling": round(ceiling),
-            "ceiling_name": "psql \\copy, same rows",
+            "ceiling_name": f"psql \\copy, same rows, best of {len(ceiling_runs)}",
             "ratio": round(ratio, 3),
             "bar": f">= {BAR_ORDERS_PER_S:,} orders/s and >= {BAR_RATIO:.0%}",
             "met": ours["orders_per_s"] >= BAR_ORDERS_PER_S and ratio >= BAR_RATIO,
@@ -139,19 +163,32 @@ def figures(ours: dict[str, float], ceiling: float) -> dict[str, Any]:
 def measure(
     quick: bool, *, orders: int | None = None, batch_size: int = BATCH_SIZE
 ) -> dict[str, Any]:
-    """Preload the topic, consume it with the real consumer, then the ceiling on the same rows."""
+    """Preload the topic, then alternately consume it with the real consumer (a new group over
+    a new database each round) and load the same rows with the ceiling."""
     data = preloaded(orders or (20_000 if quick else 200_000), batch_size)
-    log("consuming with the real consumer process")
-    ours = measure_consumer(data.settings, data.env, len(data.orders))
-    log(f"consumer: {ours['orders_per_s']:,.0f} orders/s; now the psql \\copy ceiling")
+    total = len(data.orders)
+    ours_runs: list[dict[str, float]] = []
+    ceiling_runs: list[float] = []
     with tempfile.TemporaryDirectory() as workdir:
-        ceiling = measure_ceiling(data.settings, data.orders, Path(workdir))
+        commands: list[str] = []
+        for round_no in range(1, (1 if quick else ROUNDS) + 1):
+            env = {**data.env, "KAFKA_GROUP": f"{data.settings.kafka_group}-{round_no}"}
+            settings = fresh_database(env, DATABASE)
+            ours_runs.append(measure_consumer(settings, env, total))
+            commands = commands or ceiling_commands(settings, data.orders, Path(workdir))
+            ceiling_runs.append(run_ceiling(settings, commands, total))
+            log(
+                f"round {round_no}: consumer {ours_runs[-1]['orders_per_s']:,.0f} orders/s, "
+                f"psql \\copy {ceiling_runs[-1]:,.0f} orders/s"
+            )
     parameters = {
-        "orders": len(data.orders),
+        "orders": total,
         "items": sum(len(o.items) for o in data.orders),
         "batch_size": batch_size,
+        "consumer_runs": [round(run["orders_per_s"]) for run in ours_runs],
+        "ceiling_runs": [round(run) for run in ceiling_runs],
     }
-    return result("ingest", parameters, figures(ours, ceiling))
+    return result("ingest", parameters, figures(ours_runs, ceiling_runs))
 
 
 def main() -> None:

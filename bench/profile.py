@@ -61,9 +61,9 @@ def consumer(out: Path, quick: bool) -> None:
         preload.cache_region(data.settings),
         preload.consumer(data.env) as process,
     ):
-        preload.wait_stored(conn, process, 1)
+        preload.wait_stored(conn, [process], 1)
         with recording(process.pid, out / "consumer-ingest.svg"):
-            preload.wait_stored(conn, process, len(data.orders))
+            preload.wait_stored(conn, [process], len(data.orders))
 
 
 def api(out: Path, quick: bool, kind: str) -> None:

@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 
 from bench import cli
 from bench.common import REPO, log, result
-from bench.preload import cache_region, consumer, count_orders, preloaded
+from bench.preload import cache_region, check_alive, consumer, count_orders, preloaded, wait_stored
 from service.config import Settings
 from service.store.rows import TABLES
 
@@ -120,9 +120,7 @@ def run_consumers(
             check_alive(processes)
             time.sleep(0.1)
         first = sample(conn, settings.postgres_db, processes)
-        while count_orders(conn) < total:
-            check_alive(processes)
-            time.sleep(0.05)
+        wait_stored(conn, processes, total)
         last = sample(conn, settings.postgres_db, processes)
     seconds = last.at - first.at
     consumer_cores = [
@@ -137,12 +135,6 @@ def run_consumers(
         "kafka_cores": (last.kafka - first.kafka) / seconds,
         "machine_busy_cores": (last.busy - first.busy) / seconds,
     }
-
-
-def check_alive(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is not None:
-            raise RuntimeError(f"consumer exited with {process.returncode}")
 
 
 def figures(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
 import msgspec
+import pytest
 
 from service.model import encode_order
 from service.store.copy_in import BINARY_HEADER, BINARY_TRAILER, CopyBatch
@@ -31,3 +32,13 @@ def test_an_empty_batch_is_a_valid_empty_copy() -> None:
     payloads = CopyBatch().payloads()
     assert payloads["orders"] == b""
     assert payloads["order_documents"] == BINARY_HEADER + BINARY_TRAILER
+
+
+def test_taking_the_payloads_ends_the_batch() -> None:
+    first, second = random_orders(2, seed=93)
+    batch = CopyBatch.of([(first, encode_order(first))])
+    payloads = batch.payloads()
+    assert batch.payloads() == payloads
+    assert payloads["order_documents"].count(BINARY_TRAILER) == 1
+    with pytest.raises(RuntimeError, match="no orders once its payloads are taken"):
+        batch.add(second, encode_order(second))

@@ -59,6 +59,7 @@ class CopyBatch:
         self._items = self._buffers["items"]
         self._bodies = self._buffers["order_documents"]
         self._bodies_tx = self._binary["order_documents"]
+        self._finished = False
 
     @classmethod
     def of(cls, documents: Iterable[Document]) -> "CopyBatch":
@@ -69,6 +70,8 @@ class CopyBatch:
 
     def add(self, order: Order, body: bytes) -> bool:
         """Format the order's rows; False, and nothing added, if its uid is already here."""
+        if self._finished:
+            raise RuntimeError("a batch takes no orders once its payloads are taken")
         uid = order.order_uid
         if uid in self._uids:
             return False
@@ -86,9 +89,12 @@ class CopyBatch:
     def __len__(self) -> int:
         return len(self.documents)
 
-    def payloads(self) -> dict[str, bytes]:
-        """Each table's complete COPY data, binary ones with their header and trailer."""
-        return {
-            table: bytes(data) + (BINARY_TRAILER if table in BINARY_TYPES else b"")
-            for table, data in self._buffers.items()
-        }
+    def payloads(self) -> dict[str, bytearray]:
+        """Each table's complete COPY data, binary ones with their header and trailer: the
+        buffers themselves, not copies (copying them cost two copies of ten megabytes a batch of
+        5,000), so the batch takes no more orders after this."""
+        if not self._finished:
+            self._finished = True
+            for table in BINARY_TYPES:
+                self._buffers[table] += BINARY_TRAILER
+        return self._buffers

@@ -66,7 +66,7 @@ _MOVE = (
 )
 
 
-def _copy(cur: Cursor_, statements: dict[str, bytes], payloads: dict[str, bytes]) -> None:
+def _copy(cur: Cursor_, statements: dict[str, bytes], payloads: dict[str, bytearray]) -> None:
     for table, data in payloads.items():
         with cur.copy(statements[table]) as copy:
             copy.write(data)
@@ -105,7 +105,7 @@ class OrderWriter:
                 created = {uid for (uid,) in cur.execute(_MOVE.encode(), prepare=True)}
         return [document for document in batch.documents if document[0].order_uid in created]
 
-    def _copy_new(self, payloads: dict[str, bytes]) -> bool:
+    def _copy_new(self, payloads: dict[str, bytearray]) -> bool:
         """The fast path; False, and nothing written, if some order is already stored."""
         try:
             with self._conn.transaction(), self._conn.cursor() as cur:

@@ -44,7 +44,7 @@ from bench.processes import (
     wait_ready,
 )
 from service.config import Settings
-from service.layout import Layout, auto_workers
+from service.layout import Layout, auto_workers, default_layout
 from service.model import Order, encode_order
 from service.produce import random_order
 from service.store.db import connect
@@ -58,7 +58,7 @@ LUA = Path(__file__).with_name("wrk_report.lua")
 BARS = {"hit_ratio_to_ceiling": 0.85, "hit_p99_to_ceiling": 1.5, "miss_p99_ms": 10.0}
 CORES = os.cpu_count() or 1
 # The service's own layout when nothing is set: `auto` workers for `serve` (no consumer).
-DEFAULT_LAYOUT = Layout(auto_workers(CORES, consumer_beside=False))
+DEFAULT_LAYOUT = default_layout(auto_workers(CORES, consumer_beside=False))
 # The greedy walk's steps from the fastest worker count, in order; each kept if faster.
 CHANGES: tuple[Callable[[Layout], Layout], ...] = (
     lambda layout: replace(layout, runtime_mode="mt", runtime_threads=2),

@@ -131,7 +131,10 @@ def run(settings: Settings, parts: Parts) -> int:
             listener = start_metrics_listener(settings, cache)
         # The children start first, so granian's start overlaps the warm-up; /readyz answers
         # 503 until the warm-up marks the cache ready, and a miss meanwhile reads PostgreSQL.
-        env = layout.granian_env(dict(os.environ, METRICS_DIR=str(metrics.METRICS_DIR)))
+        env = layout.granian_env(
+            dict(os.environ, METRICS_DIR=str(metrics.METRICS_DIR)),
+            layout.workers(settings.http_workers, parts.consumer),
+        )
         commands = _children(settings, parts, log_config)
         if "consumer" in commands:
             consumer = ConsumerSupervisor(commands.pop("consumer"), env)

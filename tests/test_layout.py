@@ -28,7 +28,12 @@ def test_a_bad_worker_count_names_both_accepted_forms(value: str) -> None:
 
 
 def test_granians_own_variables_override_the_measured_runtime_options() -> None:
-    env = granian_env({"GRANIAN_TASK_IMPL": "rust", "PATH": "/bin"})
+    env = granian_env({"GRANIAN_TASK_IMPL": "rust", "PATH": "/bin"}, workers=1)
     assert env["GRANIAN_TASK_IMPL"] == "rust"
-    assert env["GRANIAN_RUNTIME_MODE"] == Layout(1).runtime_mode
+    assert env["GRANIAN_RUNTIME_MODE"] == "mt"
     assert env["PATH"] == "/bin"
+
+
+def test_a_lone_worker_gets_two_runtime_threads_and_several_workers_one_each() -> None:
+    assert granian_env({}, workers=1)["GRANIAN_RUNTIME_THREADS"] == "2"
+    assert granian_env({}, workers=3) == Layout(3).runtime_env()

@@ -3,11 +3,12 @@ the memory its API workers hold once those orders are cached.
 
     python -m bench.restart [--orders N | --quick]
 
-Warm-up: the warm-up's own time from the service log, against its ceiling measured in the same
-run: the same COPY of the same bodies read from libpq into nothing (bar: ≤ 1.5x), on a
-database vacuumed after the load; and the time from starting `python -m service serve` to
-`/readyz` answering 200.
-Memory: after a random-read load through 4 workers, the proportional set size (PSS) of
+Warm-up: the warm-up's own time from the service log, in the default layout
+(`HTTP_WORKERS=auto`), against its ceiling measured in the same run: the same COPY of the same
+bodies read from libpq into nothing (bar: ≤ 1.5x), on a database vacuumed after the load; and
+the time from starting `python -m service serve` to `/readyz` answering 200.
+Memory: a second start with 4 workers (its warm-up, beside their start, is reported too), then
+after a random-read load through them, the proportional set size (PSS) of
 every process of the service summed, against the bytes of cached data: one copy of the data
 counts 1.0, four private copies would count 4.0. RSS, which counts a shared page once in
 every process that touched it, is shown beside.
@@ -22,6 +23,8 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -124,8 +127,10 @@ def cache_bytes(metrics_text: str) -> int:
     return int(match.group(1))
 
 
-def restart_and_measure(env: dict[str, str], uids_file: Path, log_file: Path) -> dict[str, Any]:
-    """Start the service, time it to ready, load it, and read every process's memory."""
+@contextmanager
+def serving(env: dict[str, str], log_file: Path) -> Iterator[tuple[str, int, float]]:
+    """`python -m service serve`, logging to `log_file`, from its start until /readyz answers
+    200: its URL, its pid and the seconds that took."""
     url = f"http://{HOST}:{env['HTTP_PORT']}"
     with log_file.open("wb") as service_log:
         started_at = time.perf_counter()
@@ -134,22 +139,39 @@ def restart_and_measure(env: dict[str, str], uids_file: Path, log_file: Path) ->
         )
         try:
             wait_ready(f"{url}/readyz", process, timeout_s=600)
-            ready_s = time.perf_counter() - started_at
-            log(f"ready after {ready_s:.2f} s; reading through {WORKERS} workers")
-            load = run_wrk(url, uids_file, LOAD_SECONDS)
-            pids = descendants(process.pid)
-            memory = {pid: memory_kib(pid) for pid in pids}
-            with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-                data = cache_bytes(response.read().decode())
+            yield url, process.pid, time.perf_counter() - started_at
         finally:
             stop(process)
+
+
+def warmup_line(log_file: Path) -> tuple[int, float]:
+    """Orders and seconds from the warm-up's own log line."""
     warm = re.search(rb"warm-up loaded (\d+) orders in ([0-9.]+) s", log_file.read_bytes())
     if warm is None:
         raise RuntimeError(f"no warm-up line in {log_file}")
+    return int(warm.group(1)), float(warm.group(2))
+
+
+def default_start(env: dict[str, str], log_file: Path) -> dict[str, Any]:
+    """A start in the default layout (`HTTP_WORKERS=auto`): the warm-up and time to ready."""
+    with serving(env, log_file) as (_, _, ready_s):
+        log(f"ready after {ready_s:.2f} s in the default layout")
+    orders, seconds = warmup_line(log_file)
+    return {"ready_s": ready_s, "warmup_orders": orders, "warmup_s": seconds}
+
+
+def loaded_start(env: dict[str, str], uids_file: Path, log_file: Path) -> dict[str, Any]:
+    """A start with WORKERS workers: the warm-up beside their start, then a random-read load
+    through them and every process's memory."""
+    with serving({**env, "HTTP_WORKERS": str(WORKERS)}, log_file) as (url, pid, ready_s):
+        log(f"ready after {ready_s:.2f} s; reading through {WORKERS} workers")
+        load = run_wrk(url, uids_file, LOAD_SECONDS)
+        pids = descendants(pid)
+        memory = {pid: memory_kib(pid) for pid in pids}
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            data = cache_bytes(response.read().decode())
     return {
-        "ready_s": ready_s,
-        "warmup_orders": int(warm.group(1)),
-        "warmup_s": float(warm.group(2)),
+        "warmup_s": warmup_line(log_file)[1],
         "load_requests": load.requests,
         "load_errors": load.non_2xx + load.socket_errors,
         "processes": len(pids),
@@ -158,15 +180,15 @@ def restart_and_measure(env: dict[str, str], uids_file: Path, log_file: Path) ->
     }
 
 
-def figures(measured: dict[str, Any], bare_s: float) -> dict[str, Any]:
-    memory = measured["memory_kib"].values()
+def figures(start: dict[str, Any], loaded: dict[str, Any], bare_s: float) -> dict[str, Any]:
+    memory = loaded["memory_kib"].values()
     pss = sum(m["pss"] for m in memory) * 1024
     uss = sum(m["uss"] for m in memory) * 1024
     rss = sum(m["rss"] for m in memory) * 1024
-    data = measured["data_bytes"]
+    data = loaded["data_bytes"]
     copies = (pss - uss) / data
     mib = 2**20
-    ratio = measured["warmup_s"] / bare_s
+    ratio = start["warmup_s"] / bare_s
     return {
         "warmup_vs_bare_read": {
             "value": round(ratio, 2),
@@ -174,10 +196,11 @@ def figures(measured: dict[str, Any], bare_s: float) -> dict[str, Any]:
             "bar": f"<= {WARMUP_BAR:g}x",
             "met": ratio <= WARMUP_BAR,
         },
-        "warmup_load": {"value": round(measured["warmup_s"], 2), "unit": "s"},
+        "warmup_load": {"value": round(start["warmup_s"], 2), "unit": "s"},
         "bare_read": {"value": round(bare_s, 2), "unit": "s"},
-        "warmup_ready": {"value": round(measured["ready_s"], 2), "unit": "s"},
-        "warmup_orders": {"value": measured["warmup_orders"], "unit": "orders"},
+        "warmup_ready": {"value": round(start["ready_s"], 2), "unit": "s"},
+        "warmup_orders": {"value": start["warmup_orders"], "unit": "orders"},
+        f"warmup_load_{WORKERS}_workers": {"value": round(loaded["warmup_s"], 2), "unit": "s"},
         "cache_data": {"value": round(data / mib), "unit": "MiB"},
         "memory_pss_sum": {"value": round(pss / mib), "unit": "MiB"},
         "memory_rss_sum": {"value": round(rss / mib), "unit": "MiB"},
@@ -188,7 +211,7 @@ def figures(measured: dict[str, Any], bare_s: float) -> dict[str, Any]:
             "bar": f"one copy (< {COPIES_BAR:g}), not {WORKERS}",
             "met": copies < COPIES_BAR,
         },
-        "load_errors": {"value": measured["load_errors"], "unit": "responses"},
+        "load_errors": {"value": loaded["load_errors"], "unit": "responses"},
     }
 
 
@@ -203,7 +226,6 @@ def measure(quick: bool, orders: int | None = None) -> dict[str, Any]:
             "KAFKA_TOPIC": "bench-restart",
             "HTTP_HOST": HOST,
             "HTTP_PORT": str(free_port()),
-            "HTTP_WORKERS": str(WORKERS),
             "LOG_LEVEL": "INFO",
         }
         settings = fresh_database({**os.environ, **base}, "orders_bench_restart")
@@ -215,17 +237,18 @@ def measure(quick: bool, orders: int | None = None) -> dict[str, Any]:
         stored_uids(settings, uids_file)
         bare_s = bare_read_s(settings, count)
         log("restarting the service against them")
-        measured = restart_and_measure(env, uids_file, Path(workdir) / "service.log")
+        start = default_start(env, Path(workdir) / "service.log")
+        loaded = loaded_start(env, uids_file, Path(workdir) / "service-loaded.log")
     log(
-        f"ready in {measured['ready_s']:.2f} s (warm-up {measured['warmup_s']:.2f} s "
-        f"for {measured['warmup_orders']:,} orders, {measured['warmup_s'] / bare_s:.2f}x the "
-        f"bare read's {bare_s:.2f} s)"
+        f"ready in {start['ready_s']:.2f} s (warm-up {start['warmup_s']:.2f} s for "
+        f"{start['warmup_orders']:,} orders, {start['warmup_s'] / bare_s:.2f}x the bare "
+        f"read's {bare_s:.2f} s; {loaded['warmup_s']:.2f} s beside {WORKERS} workers' start)"
     )
     return result(
         "restart",
         {"orders": count, "workers": WORKERS, "load": f"wrk -t1 -c64 -d{LOAD_SECONDS}s random"},
-        figures(measured, bare_s),
-    ) | {"processes": measured["memory_kib"]}
+        figures(start, loaded, bare_s),
+    ) | {"processes": loaded["memory_kib"]}
 
 
 def main() -> None:

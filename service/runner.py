@@ -40,7 +40,7 @@ class Parts:
     demo_rate: float | None = None
 
 
-def _granian_command(settings: Settings, consumer_beside: bool, log_config: str) -> list[str]:
+def _granian_command(settings: Settings, http_workers: int, log_config: str) -> list[str]:
     """granian with the dispatcher; the runtime options come from the environment
     (`layout.granian_env`)."""
     return [
@@ -50,7 +50,7 @@ def _granian_command(settings: Settings, consumer_beside: bool, log_config: str)
         "--interface",
         "rsgi",
         "--workers",
-        str(layout.workers(settings.http_workers, consumer_beside)),
+        str(http_workers),
         "--host",
         settings.http_host,
         "--port",
@@ -71,12 +71,14 @@ def _granian_command(settings: Settings, consumer_beside: bool, log_config: str)
     ]
 
 
-def _children(settings: Settings, parts: Parts, log_config: str) -> dict[str, list[str]]:
+def _children(
+    settings: Settings, parts: Parts, http_workers: int, log_config: str
+) -> dict[str, list[str]]:
     service = [sys.executable, "-m", "service"]
     commands = {}
     if parts.consumer:
         commands["consumer"] = [*service, "consume"]
-    commands["api"] = _granian_command(settings, parts.consumer, log_config)
+    commands["api"] = _granian_command(settings, http_workers, log_config)
     if parts.demo_rate:
         commands["producer"] = [
             *service,
@@ -131,11 +133,11 @@ def run(settings: Settings, parts: Parts) -> int:
             listener = start_metrics_listener(settings, cache)
         # The children start first, so granian's start overlaps the warm-up; /readyz answers
         # 503 until the warm-up marks the cache ready, and a miss meanwhile reads PostgreSQL.
+        http_workers = layout.workers(settings.http_workers, parts.consumer)
         env = layout.granian_env(
-            dict(os.environ, METRICS_DIR=str(metrics.METRICS_DIR)),
-            layout.workers(settings.http_workers, parts.consumer),
+            dict(os.environ, METRICS_DIR=str(metrics.METRICS_DIR)), http_workers
         )
-        commands = _children(settings, parts, log_config)
+        commands = _children(settings, parts, http_workers, log_config)
         if "consumer" in commands:
             consumer = ConsumerSupervisor(commands.pop("consumer"), env)
         for name, command in commands.items():

@@ -46,9 +46,9 @@ from bench.processes import (
 )
 from service.config import Settings
 from service.ingest.kafka import producer_config
-from service.layout import workers
 from service.model import encode_order
 from service.produce import random_order
+from service.run.granian_workers import workers
 
 # 2,000 and 5,000 have bars of their own; the sweep goes on while the rate stays steady.
 SWEEP_RATES = (2000.0, 5000.0, 10_000.0, 15_000.0, 20_000.0, 30_000.0)

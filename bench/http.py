@@ -44,9 +44,9 @@ from bench.processes import (
     wait_ready,
 )
 from service.config import Settings
-from service.layout import Layout, auto_workers, default_layout
 from service.model import Order, encode_order
 from service.produce import random_order
+from service.run.granian_workers import Layout, auto_workers, default_layout
 from service.store.db import connect
 from service.store.writer import OrderWriter
 

@@ -5,9 +5,10 @@ import logging
 import sys
 from pathlib import Path
 
-from service import collector, logs
 from service.config import Settings, load_settings
 from service.errors import OPERATOR_ERROR_EXIT, OperatorError, ServiceError
+from service.observability import logs
+from service.run import gc_tuning
 
 log = logging.getLogger("service")
 
@@ -46,16 +47,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from service.runner import Parts, run
+    from service.run.runner import Parts, run
 
-    collector.tune_for_bulk()
+    gc_tuning.tune_for_bulk()
     return run(settings, Parts(consumer=args.command == "run", demo_rate=args.demo_rate))
 
 
 def _consume(settings: Settings, _: argparse.Namespace) -> int:
     from service.ingest.consumer import run_consumer
 
-    collector.tune_for_bulk()
+    gc_tuning.tune_for_bulk()
     run_consumer(settings)
     return 0
 

@@ -96,7 +96,9 @@ class Settings:
     cache_name: str
     http_host: str
     http_port: int
-    http_workers: int | None  # None: `auto`, chosen by service.layout from the core count
+    http_workers: (
+        int | None
+    )  # None: `auto`, chosen by service.run.granian_workers from the core count
     # 0: /metrics on the public HTTP port; otherwise only on this internal listener.
     metrics_port: int
     metrics_host: str

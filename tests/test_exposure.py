@@ -12,7 +12,7 @@ from service.api.app import create_app
 from service.cache import SharedCache
 from service.config import load_settings
 from service.errors import ConfigError
-from service.metrics_listener import start_metrics_listener
+from service.observability.metrics_listener import start_metrics_listener
 from tests.helpers import free_port, service_process, service_url, wait_until_ready
 
 

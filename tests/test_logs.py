@@ -16,8 +16,8 @@ from confluent_kafka.admin import AdminClient
 
 from service.config import Settings
 from service.errors import OPERATOR_ERROR_EXIT
-from service.logs import JsonFormatter, TextFormatter
 from service.model import encode_order
+from service.observability.logs import JsonFormatter, TextFormatter
 from tests.helpers import REPO, produce, scalar, service_url, wait_for, wait_until_ready
 from tests.orders import random_orders
 

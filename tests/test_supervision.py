@@ -13,10 +13,10 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from service import consumer_state
 from service.config import Settings
 from service.errors import OPERATOR_ERROR_EXIT, ConsumerCrashLoop, ConsumerStopped
-from service.supervisor import CRASH_LOOP_DEATHS, ConsumerSupervisor
+from service.run import consumer_state
+from service.run.supervisor import CRASH_LOOP_DEATHS, ConsumerSupervisor
 from tests.helpers import (
     REPO,
     Cached,

@@ -13,7 +13,7 @@ import pytest
 from service.cache import SharedCache
 from service.config import Settings
 from service.errors import StoreUnavailable
-from service.warmup import CHUNK, warm_cache
+from service.run.warmup import CHUNK, warm_cache
 from tests.helpers import cache_region, free_port, scalar, store, stored_body, wait_for
 from tests.orders import random_orders
 

@@ -18,11 +18,11 @@ from typing import Any
 from litestar import Litestar
 from prometheus_client import Counter
 
-from service import metrics
 from service.api.bridge import RsgiToAsgi
 from service.api.lookup import JSON, stored_order, valid_order_uid
 from service.api.state import AppState
 from service.api.tally import Tally
+from service.observability import metrics
 
 _PREFIX = "/order/"
 _UID_AT = len(_PREFIX)

@@ -4,10 +4,11 @@ from typing import Any
 
 from litestar import Response, get
 
-from service import consumer_state, metrics
 from service.api.problems import AnyRequest, problem
 from service.api.state import AppState
 from service.errors import StoreMisconfigured, StoreUnavailable
+from service.observability import metrics
+from service.run import consumer_state
 from service.store.reader import ping
 
 

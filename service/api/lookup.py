@@ -8,11 +8,11 @@ and metrics whichever of them served it."""
 import re
 from dataclasses import dataclass
 
-from service import metrics
 from service.api.problems import PROBLEM_JSON, problem_body
 from service.api.state import AppState
 from service.errors import StoreMisconfigured, StoreUnavailable
 from service.model.order import ORDER_UID_MAX, ORDER_UID_PATTERN
+from service.observability import metrics
 
 JSON = "application/json"
 

@@ -7,8 +7,8 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from service import metrics
 from service.errors import ServiceError, StoreMisconfigured, StoreUnavailable
+from service.observability import metrics
 
 AnyRequest = Request[Any, Any, Any]
 PROBLEM_JSON = "application/problem+json"

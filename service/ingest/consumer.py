@@ -46,7 +46,6 @@ from typing import Any
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from service import metrics
 from service.cache import SharedCache
 from service.config import Settings
 from service.errors import CacheError, StoreUnavailable
@@ -55,6 +54,7 @@ from service.ingest.kafka import consumer_config, ensure_topics
 from service.ingest.offsets import OffsetCommits
 from service.ingest.progress import IngestProgress
 from service.model import Rejection, decode_order, encode_order
+from service.observability import metrics
 from service.store.copy_in import CopyBatch
 from service.store.db import connect
 from service.store.migrate import require_current

@@ -5,8 +5,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import get_args
 
-from service import metrics
 from service.model.codec import RejectionKind
+from service.observability import metrics
 
 log = logging.getLogger(__name__)
 

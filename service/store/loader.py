@@ -15,7 +15,7 @@ backpressure), so a query never carries more ids than that.
 
 import asyncio
 
-from service import metrics
+from service.observability import metrics
 from service.store.db import Pool
 from service.store.reader import fetch_documents
 

@@ -2,7 +2,7 @@ import pytest
 
 from service.config import load_settings
 from service.errors import ConfigError
-from service.layout import Layout, auto_workers, granian_env, workers
+from service.run.granian_workers import Layout, auto_workers, granian_env, workers
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,11 @@ import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from service import consumer_state, metrics
 from service.cache import SharedCache
 from service.config import Settings
 from service.errors import ConfigError
+from service.observability import metrics
+from service.run import consumer_state
 
 log = logging.getLogger(__name__)
 

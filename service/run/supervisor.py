@@ -12,9 +12,9 @@ import subprocess
 import time
 from collections import deque
 
-from service import consumer_state
-from service.consumer_state import ConsumerState
 from service.errors import OPERATOR_ERROR_EXIT, ConsumerCrashLoop, ConsumerStopped
+from service.run import consumer_state
+from service.run.consumer_state import ConsumerState
 
 log = logging.getLogger(__name__)
 

@@ -10,14 +10,15 @@ import sys
 import time
 from dataclasses import dataclass
 
-from service import layout, logs, metrics
 from service.cache import SharedCache
 from service.config import Settings
 from service.ingest.kafka import ensure_topics
-from service.metrics_listener import start_metrics_listener
+from service.observability import logs, metrics
+from service.observability.metrics_listener import start_metrics_listener
+from service.run import granian_workers
+from service.run.supervisor import ConsumerSupervisor
+from service.run.warmup import warm_cache
 from service.store.migrate import require_current
-from service.supervisor import ConsumerSupervisor
-from service.warmup import warm_cache
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class Parts:
 
 def _granian_command(settings: Settings, http_workers: int, log_config: str) -> list[str]:
     """granian with the dispatcher; the runtime options come from the environment
-    (`layout.granian_env`)."""
+    (`granian_workers.granian_env`)."""
     return [
         sys.executable,
         "-m",
@@ -110,7 +111,7 @@ def _stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
 
 def run(settings: Settings, parts: Parts) -> int:
     """Run the chosen parts until SIGTERM/SIGINT or until one of them dies, the consumer
-    excepted: it is restarted (see service.supervisor). Return the exit code."""
+    excepted: it is restarted (see service.run.supervisor). Return the exit code."""
     metrics.reset_metrics_dir()
     require_current(settings)
     ensure_topics(settings)
@@ -133,8 +134,8 @@ def run(settings: Settings, parts: Parts) -> int:
             listener = start_metrics_listener(settings, cache)
         # The children start first, so granian's start overlaps the warm-up; /readyz answers
         # 503 until the warm-up marks the cache ready, and a miss meanwhile reads PostgreSQL.
-        http_workers = layout.workers(settings.http_workers, parts.consumer)
-        env = layout.granian_env(
+        http_workers = granian_workers.workers(settings.http_workers, parts.consumer)
+        env = granian_workers.granian_env(
             dict(os.environ, METRICS_DIR=str(metrics.METRICS_DIR)), http_workers
         )
         commands = _children(settings, parts, http_workers, log_config)

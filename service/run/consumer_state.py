@@ -8,7 +8,7 @@ from typing import Literal
 
 import msgspec
 
-from service import metrics
+from service.observability import metrics
 
 STATE_FILE = metrics.METRICS_DIR / "consumer-state.json"
 

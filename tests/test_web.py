@@ -481,3 +481,11 @@ def test_the_page_at_375px_wide_has_no_horizontal_overflow(
     page.get_by_role("button", name="Show JSON").click()
     expect(page.locator("#raw-json")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
+
+
+def test_the_placeholder_is_an_order_id_the_page_can_find() -> None:
+    """Typed as shown, the example in the search box is the example order's own order_uid."""
+    page = (REPO / "web" / "index.html").read_text()
+    shown = re.search(r'placeholder="e\.g\. ([^"]+)"', page)
+    assert shown is not None
+    assert shown.group(1) == json.loads(EXAMPLE.read_text())["order_uid"]

@@ -100,6 +100,7 @@ class Settings:
         int | None
     )  # None: `auto`, chosen by service.run.granian_workers from the core count
     # 0: /metrics on the public HTTP port; otherwise only on this internal listener.
+    metrics_dir: str
     metrics_port: int
     metrics_host: str
     recent_orders: bool
@@ -185,6 +186,23 @@ class _Reader:
             )
         if value and not Path(value).is_file():
             raise ConfigError(f"Config {name!r} has value {value!r}, which is not a file.")
+        return value
+
+    def directory(self, name: str, default: str) -> str:
+        """A directory this process can write to, created if it does not exist yet."""
+        value = self.text(name, default)
+        try:
+            Path(value).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"Config {name!r} has value {value!r}, which cannot be created as a directory "
+                f"({exc.strerror}). Point it at a writable directory."
+            ) from exc
+        if not Path(value).is_dir() or not os.access(value, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"Config {name!r} has value {value!r}, which is not a writable directory. "
+                "Point it at a writable directory."
+            )
         return value
 
     def prefixed(self, prefix: str) -> dict[str, str]:
@@ -316,6 +334,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_host=env.text("HTTP_HOST", "127.0.0.1"),
         http_port=env.integer("HTTP_PORT", 8082, 1, 65535),
         http_workers=env.integer_or_auto("HTTP_WORKERS", 1, 64),
+        metrics_dir=env.directory("METRICS_DIR", DEFAULT_METRICS_DIR),
         metrics_port=env.integer("METRICS_PORT", 0, 0, 65535),
         metrics_host=env.text("METRICS_HOST", "127.0.0.1"),
         recent_orders=env.choice("RECENT_ORDERS", "ON", ("ON", "OFF")) == "ON",

@@ -258,3 +258,24 @@ def test_a_bad_postgres_tls_setting_names_the_variable(
         load_settings(environ)
     assert str(error.value).startswith(expected)
     assert "hunter2" not in str(error.value)
+
+
+def test_an_unusable_metrics_dir_is_a_config_error_with_exit_78(tmp_path: Path) -> None:
+    a_file = tmp_path / "not-a-directory"
+    a_file.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "migrate", "version"],
+        env={"METRICS_DIR": str(a_file / "metrics"), "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == OPERATOR_ERROR_EXIT
+    assert f"error: Config 'METRICS_DIR' has value '{a_file / 'metrics'}'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_metrics_dir_is_created_when_missing(tmp_path: Path) -> None:
+    wanted = tmp_path / "new" / "metrics"
+    assert load_settings({"METRICS_DIR": str(wanted)}).metrics_dir == str(wanted)
+    assert wanted.is_dir()

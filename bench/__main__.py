@@ -1,4 +1,4 @@
-"""`python -m bench`: every benchmark of GUIDE section 4 in one run, each with its ceiling.
+"""`python -m bench`: every benchmark of docs/performance.md in one run, each with its ceiling.
 
 Runs the modules in MODULES in order (each one's `measure(quick)`), logs progress, and writes
 bench/results/<UTC timestamp>.json, latest.json and latest.md. A benchmark that fails is

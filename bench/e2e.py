@@ -168,7 +168,8 @@ def steady(load: Load, rate: float) -> bool:
 
 
 def figures(load: Load, rate: float) -> dict[str, Any]:
-    """The figures of one steady run, named `e2e_<rate>_…`; bars where GUIDE sets them."""
+    """The figures of one steady run, named `e2e_<rate>_…`; bars where docs/performance.md sets
+    them."""
     if not load.latencies:
         raise RuntimeError(f"none of the sampled orders became visible ({load.not_visible})")
     ordered = sorted(load.latencies)

@@ -368,7 +368,7 @@ def build_figures(
 
 
 def mark_bars(figures: dict[str, Any]) -> None:
-    """Add the GUIDE bars to the latency and error figures they apply to."""
+    """Add the bars of docs/performance.md to the latency and error figures they apply to."""
     hit_p99 = figures["hit_p99"]
     p99_ratio = hit_p99["value"] / hit_p99["ceiling"]
     hit_p99 |= {

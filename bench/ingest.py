@@ -4,7 +4,7 @@ in the same run.
 
 The two alternate, ROUNDS times each (the consumer in a new group, over a new database, each
 time), and the best run of each counts: single runs of either on the shared machine moved by a
-sixth from one run to the next (the ceiling 42,469 and 48,573 orders/s in two runs in a row).
+sixth from one run to the next (docs/performance.md, "The consumer's pipeline").
 
     python -m bench.ingest [--quick] [--orders 200000] [--batch-size 5000]
 """

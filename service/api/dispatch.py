@@ -30,11 +30,9 @@ _JSON = [("content-type", JSON)]
 _HITS = metrics.CACHE_HITS
 _LATENCY = metrics.HTTP_REQUEST_SECONDS
 # How long the worker's event loop may keep the GIL while one of granian's runtime threads
-# waits for it to hand over a request or take a response. With CPython's 5 ms the runtime
-# threads queued behind each loop iteration: hits on 2 cores, seven alternating 8 s rounds,
-# 38,426-62,114 requests/s (mean 53,800) at 5 ms against 47,608-71,324 (mean 61,600) at
-# 0.2 ms. The bare app of the ceiling gains nothing from it (mean 74,100 against 80,600 in
-# its fastest layout), so it keeps the default.
+# waits for it to hand over a request or take a response. With CPython's default interval the
+# runtime threads queue behind each loop iteration and hits fall; the bare app of the ceiling
+# gains nothing from a shorter one, so it keeps the default (docs/profiling-study.md, 8.2).
 GIL_SWITCH_INTERVAL_S = 0.0002
 
 

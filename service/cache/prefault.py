@@ -3,8 +3,8 @@ warm-up's writes.
 
 A new region's memory is allocated (`build_region` fallocates the file) but not yet in this
 process's page table, so the warm-up's first write to each 4 KB page traps into the kernel:
-about a microsecond a page, 0.45 µs of the 3 µs the warm-up spends per order
-(docs/profiling-study.md, section 6.3). `madvise(MADV_POPULATE_WRITE)` (Linux 5.14) maps a
+a measurable part of what the warm-up spends per order (docs/profiling-study.md, section
+6.3). `madvise(MADV_POPULATE_WRITE)` (Linux 5.14) maps a
 range in one call without the traps, and ctypes releases the GIL while it runs, so a thread
 doing it works on the other core beside the warm-up. It maps the slot index first (written
 at random), then the log in steps, never more than LEAD bytes ahead of the log's head: the

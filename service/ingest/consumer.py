@@ -11,7 +11,7 @@ Three stages, so that PostgreSQL writes one batch while Python decodes the next:
   2. store (one writer thread): send the payloads and commit, in one transaction; nearly all
      of it is waiting on PostgreSQL with the GIL released. Each time PostgreSQL answers, the
      writer needs the GIL back from the decoding main thread, a dozen times a batch, so the
-     process hands the GIL over every `GIL_SWITCH_INTERVAL_S` instead of CPython's 5 ms;
+     process hands the GIL over every `GIL_SWITCH_INTERVAL_S`, far sooner than CPython's default;
   3. finish (main thread, once the write is done and the next batch is on its way to the
      database): hand the stored bodies to the cache, dead-letter what PostgreSQL refused,
      wait until Kafka has acknowledged every dead letter, commit the batch's offsets
@@ -71,8 +71,8 @@ BACKOFF_MAX_S = 30.0
 # between a write ending and the next starting.
 GATHER_STEP_S = 0.002
 # How long the decoding thread may keep the GIL while the writer waits for it. With CPython's
-# 5 ms, PostgreSQL sat idle behind every one of the writer's round trips and ingest ran at 54 %
-# of `psql \copy`; swept 0.02-1 ms, 0.1-0.2 ms was best, at 73 % (docs/profiling-study.md 7.3).
+# default, PostgreSQL sat idle behind every one of the writer's round trips; the value is the
+# best of a sweep (docs/profiling-study.md, 7.3).
 GIL_SWITCH_INTERVAL_S = 0.0002
 
 

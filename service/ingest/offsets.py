@@ -1,16 +1,18 @@
 """The consumer's offsets on their way to Kafka: queued, sent, refused, confirmed.
 
 After each batch's database commit its next offsets are committed *without waiting*: a group
-coordinator takes a few milliseconds to answer (Kafka 4.1 lingers 5 ms before writing a group's
-commits), and a consumer that waits for it leaves every order behind that batch waiting with
-it. Kafka answers later, inside a consume() call, and `answered` records that answer: a refused
-offset is queued again. Only where partitions are about to be given up (revocation, the end of
-the run) does the consumer wait, committing `outstanding` synchronously.
+coordinator takes milliseconds to answer (it lingers before writing a group's commits:
+docs/performance.md), and a consumer that waits for it leaves every order behind that batch
+waiting with it. Kafka answers later, inside a consume() call, and `answered` records that
+answer: a refused offset is queued again. Only where partitions are about to be given up
+(revocation, the end of the run) does the consumer wait, committing `outstanding`
+synchronously.
 
 One commit at a time: the broker answers one connection's requests in order, one after the
 other, and the consumer's heartbeats share that connection. Batches that end faster than a
 commit is answered would otherwise pile commits up in front of the heartbeats until the group
-drops the consumer (seen at 2,000 orders/s: the session timed out). While a commit is out, the
+drops the consumer (seen in the end-to-end benchmark: the session timed out;
+docs/profiling-study.md, 7.2). While a commit is out, the
 batches that end only queue their offsets; the next commit carries the newest of each.
 
 Ordering: a newer offset for a partition supersedes an older one, so an answer about any other

@@ -1,4 +1,4 @@
-"""The order's wire contract (`shared/reference/model.json`) as msgspec Structs.
+"""The order's wire contract (`web/example-order.json` is an instance) as msgspec Structs.
 
 Field names, order and nesting are the contract: the API returns exactly these fields, in this
 order. Constraints are declared on the types so decoding and validation are one C pass. Upper

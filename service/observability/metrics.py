@@ -42,7 +42,7 @@ HTTP_REQUESTS = Counter("http_requests", "HTTP responses by status code", ["stat
 HTTP_REQUEST_SECONDS = Histogram(
     "http_request_seconds",
     "Time to answer a request that is not a cache hit (misses and everything Litestar routes;"
-    " a hit is not timed: the observation would cost a fifth of it)",
+    " cache hits are not timed, the observation would cost too large a share of one)",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 3),
 )
 STORE_UNAVAILABLE = Counter(

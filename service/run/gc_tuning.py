@@ -4,7 +4,7 @@ consumer, and the runner of `serve` and `run`, which does the warm-up.
 Both allocate tens of GC-tracked objects per order (msgspec Structs, lists, tuples) and free
 them soon after by reference counting; none of them form cycles. With CPython's default
 threshold of 700 allocations a young collection ran every few dozen orders, and the older
-generations walked the batches in hand: 15-20 % of the consumer's CPU and about a tenth of the
+generations walked the batches in hand: a large share of the consumer's CPU and of the
 warm-up's, for nothing found (docs/profiling-study.md, section 7.2). A young collection every
 100,000 allocations still bounds what garbage a cycle can leave to a few megabytes; what
 survives one is the batches in hand, so the older generations are walked far more rarely

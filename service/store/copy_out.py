@@ -1,12 +1,13 @@
 """The messages of a COPY TO STDOUT, read straight from libpq.
 
-psycopg's `Copy.read()` runs a generator through `Connection.wait` for every message: about
-0.25 µs of CPU a message more than this, and the warm-up's COPY has a million messages, one
-per order. Here a message already in libpq's buffer costs one `PGconn.get_copy_data` call, and
-only an empty buffer waits for the socket (without the GIL). The end of the COPY is handled as
-psycopg handles it: every result of the statement is read, and an error among them raised as
-psycopg's error, so callers translate it as any other. Leaving early (an exception in the
-caller) is psycopg's to clean up: its `Copy` still owns the COPY and cancels it on exit.
+psycopg's `Copy.read()` runs a generator through `Connection.wait` for every message, and the
+warm-up's COPY has one message per order, a million of them at the benchmark's size
+(docs/profiling-study.md, 6.2). Here a message already in libpq's buffer costs one
+`PGconn.get_copy_data` call, and only an empty buffer waits for the socket (without the GIL).
+The end of the COPY is handled as psycopg handles it: every result of the statement is read,
+and an error among them raised as psycopg's error, so callers translate it as any other.
+Leaving early (an exception in the caller) is psycopg's to clean up: its `Copy` still owns the
+COPY and cancels it on exit.
 """
 
 import select

@@ -5,9 +5,9 @@ flight the id goes out at once, in a query of its own; once they are all busy, t
 for meanwhile wait and leave together, in one `order_uid = ANY(...)` query, as soon as a query
 returns. An id already waiting or being read is not asked for twice. So an idle worker adds
 no delay, and a loaded one spends one round trip, one statement and one pool checkout on many
-misses instead of one each. On two cores, with two workers and 64 connections of misses, one
-query in flight per worker (`MISS_QUERIES=1`) served 20-23k misses/s at p99 7-8 ms, against
-8-9k at p99 20-25 ms with a query per miss on 8 connections per worker.
+misses instead of one each. One query in flight per worker (`MISS_QUERIES=1`) served about
+three times the misses of a query per miss, with a third of the p99 (docs/profiling-study.md,
+section 5).
 
 The number of waiting ids is bounded by the requests a worker accepts (granian's
 backpressure), so a query never carries more ids than that.

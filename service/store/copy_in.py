@@ -86,9 +86,6 @@ class CopyBatch:
         format_row_binary((uid, body), self._bodies_tx, self._bodies)
         return True
 
-    def __len__(self) -> int:
-        return len(self.documents)
-
     def payloads(self) -> dict[str, bytearray]:
         """Each table's complete COPY data, binary ones with their header and trailer: the
         buffers themselves, not copies (copying them cost two copies of ten megabytes a batch of

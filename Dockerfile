@@ -4,11 +4,13 @@ FROM python:3.11-slim-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libpq-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md requirements.lock ./
+COPY pyproject.toml setup.py README.md requirements.lock requirements-build.lock ./
 COPY service ./service
-# The locked versions, each checked against its hash, then the service itself (no more deps).
-RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements.lock \
-    && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+# The locked versions, each checked against its hash, then the service itself (no more deps)
+# with its native cache reader, compiled by the locked setuptools.
+RUN pip install --no-cache-dir --require-hashes -r requirements-build.lock \
+    && pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements.lock \
+    && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm
 RUN apt-get update && apt-get install -y --no-install-recommends libpq5 \

@@ -57,6 +57,7 @@ test-repeat runs *args="": test-deps
 lock *args="":
     .venv/bin/uv pip compile pyproject.toml --extra dev {{lock_flags}} {{args}} -o requirements-dev.lock
     .venv/bin/uv pip compile pyproject.toml {{lock_flags}} -c requirements-dev.lock -o requirements.lock
+    echo setuptools | .venv/bin/uv pip compile - {{lock_flags}} -c requirements-dev.lock -o requirements-build.lock
 
 lock_flags := "--universal --python-version 3.11 --generate-hashes --custom-compile-command './dev lock' -q"
 

@@ -18,6 +18,7 @@ from service.cache import SharedCache
 from service.cache.layout import HEADER_SIZE, SEQ_W, Offsets, record_size, slot_count_for
 from service.cache.region import region_path
 from service.errors import CacheError, CacheKeyError
+from tests.cache_reference import reference_get
 
 SHM = Path("/dev/shm")
 BIG_BUDGET = 1 << 20
@@ -418,14 +419,17 @@ VALUES = st.one_of(
 
 
 class CacheMatchesModel(RuleBasedStateMachine):
-    """Every get returns None or exactly the last value stored for the key; the newest stored
-    key is always present; entries and bytes stay within their limits."""
+    """Every get returns None or exactly the last value stored for the key, and exactly what
+    the pure-Python reference reader finds; the newest stored key is always present; entries
+    and bytes stay within their limits."""
 
     def __init__(self) -> None:
         super().__init__()
         self.name = f"test-cache-model-{uuid.uuid4().hex[:12]}"
         self.owner = SharedCache.create(self.name, capacity=6, byte_budget=MODEL_BUDGET)
         self.reader = SharedCache.attach(self.name)
+        self.file = open(SHM / self.name, "r+b")  # noqa: SIM115 -- closed in teardown
+        self.mm = mmap.mmap(self.file.fileno(), 0)
         self.model: dict[str, bytes] = {}
         self.newest: str | None = None
 
@@ -458,6 +462,7 @@ class CacheMatchesModel(RuleBasedStateMachine):
     def get(self, key: str) -> None:
         got = self.reader.get(key)
         assert got is None or got == self.model.get(key)
+        assert got == reference_get(self.mm, key)
 
     @rule()
     def entries_are_exactly_the_keys_that_hit(self) -> None:
@@ -476,6 +481,8 @@ class CacheMatchesModel(RuleBasedStateMachine):
             assert self.reader.get(self.newest) == self.model[self.newest]
 
     def teardown(self) -> None:
+        self.mm.close()
+        self.file.close()
         self.reader.close()
         self.owner.close()
         self.owner.unlink()

@@ -1,8 +1,9 @@
 """`SharedCache`: one copy of recent orders (id -> encoded JSON) shared by all processes.
 
 The API workers read it on every request; the consumer and the warm-up write it. This module
-owns the concurrency protocol and the lock-free read path. The byte layout is in `layout.py`,
-the files behind a region in `region.py`, and the index/eviction algorithms in `writer.py`.
+owns the concurrency protocol and the write path. The lock-free read path is native code
+(`_reader.c`, every offset handed to it from here), the byte layout is in `layout.py`, the
+files behind a region in `region.py`, and the index/eviction algorithms in `writer.py`.
 
 Concurrency:
 
@@ -23,10 +24,11 @@ Concurrency:
 * The seq word is also the dirty marker: a writer killed between its two increments leaves it
   odd. The next writer to take the lock sees that, clears the whole cache (entries are only a
   copy of PostgreSQL) and makes seq even again; readers see misses meanwhile.
-* Ordering: header words and slots are read and written through `memoryview.cast`, i.e. one
-  aligned 8-byte load or store each, so a word is never torn. The seqlock relies on x86-64's
-  memory model (stores become visible in program order, loads are not reordered with older
-  loads); Python cannot issue the fences a weaker model (ARM) would need.
+* Ordering: writers store header words and slots through `memoryview.cast`, i.e. one
+  aligned 8-byte store each, and the reader loads them as single aligned atomic words, so a
+  word is never torn. The reader's seq loads are acquire loads, but the writers, in Python,
+  cannot issue release fences: the seqlock relies on x86-64's memory model (stores become
+  visible in program order), which a weaker model (ARM) does not give.
 
 Keys hash with `zlib.crc32`, which, unlike `hash()`, is the same in every process.
 """
@@ -35,12 +37,12 @@ import fcntl
 import logging
 import os
 import threading
-import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from mmap import mmap
 
+from service.cache import _reader
 from service.cache.layout import (
     ENTRIES_W,
     EVICTIONS_W,
@@ -51,7 +53,6 @@ from service.cache.layout import (
     MIN_BUDGET,
     READY_W,
     RECORD,
-    RECORD_HEADER,
     SEQ_W,
     Views,
     usable_budget,
@@ -80,8 +81,34 @@ RUN = 32
 
 _crc32 = zlib.crc32
 _yield = os.sched_yield
-_monotonic = time.monotonic
-_unpack_record = RECORD.unpack_from
+
+if RECORD.format != _reader.RECORD_FORMAT:
+    raise ImportError(
+        f"service.cache._reader reads records as {_reader.RECORD_FORMAT!r} but layout.py "
+        f"writes {RECORD.format!r}: the extension is stale, rebuild it (./dev reinstalls it)"
+    )
+
+
+def _native_reader(mm: mmap, views: Views) -> _reader.Reader:
+    """The native read path over a mapped region, given every offset from layout.py.
+
+    In any consistent state at most `capacity` slots are used, so a probe meets an empty slot
+    within capacity + 1 steps; a longer run can only come from a torn read.
+    """
+    offsets = views.offsets
+    return _reader.Reader(
+        mm,
+        seq_at=SEQ_W * 8,
+        slot_ref_at=offsets.slot_ref,
+        slot_hash_at=offsets.slot_hash,
+        ref_bits_at=offsets.ref_bits,
+        log_at=offsets.log,
+        slot_count=offsets.slot_count,
+        budget=offsets.budget,
+        max_probe=min(offsets.slot_count, views.capacity + 1),
+        max_key_len=MAX_KEY_LEN,
+        patience_s=READ_PATIENCE_S,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,19 +148,9 @@ class SharedCache:
         self._budget = views.budget
         # In any consistent state at most `capacity` slots are used, so a probe meets an empty
         # slot within capacity + 1 steps; a longer run can only come from a torn read.
-        max_probe = min(views.mask + 1, views.capacity + 1)
-        # The read path's working set in one tuple: one load and an unpack per lookup instead
-        # of eight attribute loads.
-        self._read_path = (
-            mm,
-            views.slot_ref,
-            views.slot_hash,
-            views.ref_bits,
-            views.mask,
-            views.log0,
-            views.budget,
-            max_probe,
-        )
+        self._reader = _native_reader(mm, views)
+        # The read path, bound straight to native code: a hit is one C call.
+        self.get: Callable[[str], bytes | None] = self._reader.get
         self._closed = False
 
     @classmethod
@@ -161,70 +178,7 @@ class SharedCache:
         fd, mm = open_region(name)
         return cls(name, fd, mm, None)
 
-    # ---- read path (no lock) ----------------------------------------------------------------
-
-    def get(self, key: str) -> bytes | None:
-        """The value for `key`, or None if absent or not readable consistently right now.
-
-        The first try is written out in full: it is the whole of a cache hit, the API's hot
-        path, where every call and attribute load shows in the throughput.
-        """
-        try:
-            data = key.encode("ascii")
-        except UnicodeEncodeError:
-            return None
-        if not 0 < len(data) <= MAX_KEY_LEN:
-            return None
-        key_hash = _crc32(data)
-        hdr = self._hdr
-        seq = hdr[SEQ_W]
-        if not seq & 1:
-            value = self._lookup(data, key_hash)
-            if hdr[SEQ_W] == seq:
-                return value
-        give_up_at = _monotonic() + READ_PATIENCE_S
-        while _monotonic() < give_up_at:
-            _yield()  # a writer is mid-put: let it finish rather than spin against it
-            seq = hdr[SEQ_W]
-            if not seq & 1:
-                value = self._lookup(data, key_hash)
-                if hdr[SEQ_W] == seq:
-                    return value
-        return None
-
-    def _lookup(self, key: bytes, key_hash: int) -> bytes | None:
-        """Probe for `key` and copy its value out; anything inconsistent reads as a miss.
-
-        The reference bit is set before the caller validates seq: on a torn read it may land
-        on another entry, which only gives that entry one undeserved second chance.
-        """
-        mm, refs, hashes, ref_bits, mask, log0, budget, max_probe = self._read_path
-        key_len = len(key)
-        i = key_hash & mask
-        for _ in range(max_probe):
-            ref = refs[i]
-            if ref == 0:
-                return None
-            if hashes[i] == key_hash:
-                offset = ref - 1
-                if offset + RECORD_HEADER > budget:
-                    return None
-                start = log0 + offset
-                size, rec_key_len, val_len, rec_hash = _unpack_record(mm, start)
-                if (
-                    rec_key_len == key_len
-                    and rec_hash == key_hash
-                    and RECORD_HEADER + key_len + val_len <= size
-                    and offset + size <= budget
-                ):
-                    key_start = start + RECORD_HEADER
-                    value_start = key_start + key_len
-                    if mm[key_start:value_start] == key:
-                        if not ref_bits[i]:
-                            ref_bits[i] = 1
-                        return mm[value_start : value_start + val_len]
-            i = (i + 1) & mask
-        return None
+    # ---- read path (no lock): `get`, bound in __init__ -------------------------------------
 
     def stats(self) -> CacheStats:
         """Counters from one consistent moment, if one can be seen within a few tries."""
@@ -371,6 +325,7 @@ class SharedCache:
         if self._closed:
             return
         self._closed = True
+        self._reader.release()
         self._views.release()
         self._mm.close()
         os.close(self._fd)

@@ -27,13 +27,14 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bench import cli, plots
 from bench.common import fresh_database, log, result
+from bench.nginx import nginx_serving
 from bench.processes import (
     HOST,
     SERVICE,
@@ -60,6 +61,15 @@ CORES = os.cpu_count() or 1
 # The service's own layout when nothing is set: `auto` workers for `serve` (no consumer).
 DEFAULT_LAYOUT = default_layout(auto_workers(CORES, consumer_beside=False))
 # The greedy walk's steps from the fastest worker count, in order; each kept if faster.
+# The steps from the bare app to ours (bench/bare_rsgi.py's BENCH_APP; ours is the service).
+STEPS = {
+    "bare": "bare",
+    "path + dict.get": "dict",
+    "path + native cache get": "cache",
+    "ours": None,
+}
+NGINX_WORKERS = (1, 2)
+ANCHOR_ROUNDS = 2  # of the steps and of nginx: figures beside the bar, not the bar
 CHANGES: tuple[Callable[[Layout], Layout], ...] = (
     lambda layout: replace(layout, runtime_mode="mt", runtime_threads=2),
     lambda layout: replace(layout, runtime_threads=2),
@@ -102,12 +112,15 @@ class LayoutPoint:
 
 @dataclass(slots=True)
 class HitPhase:
-    """wrk runs by connection count, ours and the ceiling's; our hit ratio; the body size."""
+    """wrk runs by connection count, ours and the ceiling's; our hit ratio; the body size;
+    the anchors' runs (nginx by worker count, the steps from bare to ours by name)."""
 
     ours: dict[int, list[WrkRun]] = field(default_factory=dict)
     ceiling: dict[int, list[WrkRun]] = field(default_factory=dict)
     hit_ratio: float = 0.0
     body_bytes: int = 0
+    nginx: dict[int, list[WrkRun]] = field(default_factory=dict)
+    steps: dict[str, list[WrkRun]] = field(default_factory=dict)
 
 
 def store_orders(settings: Settings, count: int) -> list[Order]:
@@ -135,13 +148,14 @@ def stored(count: int) -> Iterator[Stored]:
             "KAFKA_TOPIC": "bench-http",
             "HTTP_HOST": HOST,
             "LOG_LEVEL": "WARNING",
+            "BENCH_UIDS_FILE": str(Path(workdir) / "uids.txt"),
         }
         for name in [*Layout(1).runtime_env(), "HTTP_WORKERS"]:
             base.pop(name, None)
         settings = fresh_database(base, "orders_bench_http")
         log(f"storing {count:,} orders in {settings.postgres_db}")
         orders = store_orders(settings, count)
-        uids_file = Path(workdir) / "uids.txt"
+        uids_file = Path(base["BENCH_UIDS_FILE"])
         uids_file.write_text("".join(o.order_uid + "\n" for o in orders))
         yield Stored({**base, "POSTGRES_DB": settings.postgres_db}, orders, uids_file)
 
@@ -171,24 +185,28 @@ def serving(
 
 
 def bare_rsgi(
-    env: dict[str, str], port: int, body_file: Path, layout: Layout
+    env: dict[str, str], port: int, body_file: Path, layout: Layout, app: str = "bare"
 ) -> AbstractContextManager[subprocess.Popen[bytes]]:
-    """bench/bare_rsgi.py under granian in `layout`."""
+    """bench/bare_rsgi.py's `app` (bare, dict or cache) under granian in `layout`."""
     command = [
         *(sys.executable, "-m", "granian", "--interface", "rsgi"),
         *("--workers", str(layout.workers), "--host", HOST, "--port", str(port), "--no-ws"),
         *("--log-level", "warning", "bench.bare_rsgi:app"),
     ]
-    return started(command, {**env, **layout.runtime_env(), "BENCH_BODY_FILE": str(body_file)})
+    app_env = {"BENCH_BODY_FILE": str(body_file), "BENCH_APP": app}
+    return started(command, {**env, **layout.runtime_env(), **app_env})
 
 
 @contextmanager
-def bare_serving(env: dict[str, str], body_file: Path, layout: Layout) -> Iterator[str]:
-    """The bare app in `layout` on a free port, answering; yields its base URL."""
+def bare_serving(
+    env: dict[str, str], body_file: Path, layout: Layout, app: str = "bare", uid: str = "x"
+) -> Iterator[str]:
+    """bench/bare_rsgi.py's `app` in `layout` on a free port, answering `uid`; yields its
+    URL."""
     port = free_port()
-    with bare_rsgi(env, port, body_file, layout) as bare:
+    with bare_rsgi(env, port, body_file, layout, app) as bare:
         url = f"http://{HOST}:{port}"
-        wait_ready(f"{url}/order/x", bare)
+        wait_ready(f"{url}/order/{uid}", bare)
         yield url
 
 
@@ -266,8 +284,42 @@ def hit_phase(
                         )
                         log(describe(f"round {round_no} {name} -c{conns}", runs[conns][-1]))
             hits_after, misses_after = cache_counts(ours_url)
-    phase.hit_ratio = hit_ratio(hits_after - hits, misses_after - misses)
+        phase.hit_ratio = hit_ratio(hits_after - hits, misses_after - misses)
+        decompose(data, body_file, ours_url, phase, seconds, ANCHOR_ROUNDS)
+    anchor(data, body_file, phase, seconds, ANCHOR_ROUNDS)
     return phase
+
+
+def decompose(
+    data: Stored, body_file: Path, ours_url: str, phase: HitPhase, seconds: int, rounds: int
+) -> None:
+    """Where a hit's time goes, in our default layout: the bare app, our path check with a
+    `dict.get`, the same with the shared cache's native `get` (on ours' region, while ours
+    runs), and ours, alternately, `rounds` times each."""
+    uid = data.orders[0].order_uid
+    with ExitStack() as stack:
+        urls = {
+            name: stack.enter_context(bare_serving(data.env, body_file, DEFAULT_LAYOUT, app, uid))
+            for name, app in STEPS.items()
+            if app is not None
+        }
+        urls["ours"] = ours_url
+        for round_no in range(1, rounds + 1):
+            for name, url in urls.items():
+                run = run_wrk(url, data.uids_file, seconds)
+                phase.steps.setdefault(name, []).append(run)
+                log(describe(f"round {round_no} {name} ({DEFAULT_LAYOUT.label})", run))
+
+
+def anchor(data: Stored, body_file: Path, phase: HitPhase, seconds: int, rounds: int) -> None:
+    """nginx serving the same bytes from a file with 1 and with 2 workers, `rounds` each."""
+    body = body_file.read_bytes()
+    for workers in NGINX_WORKERS:
+        with nginx_serving(body, workers) as url:
+            for round_no in range(1, rounds + 1):
+                run = run_wrk(url, data.uids_file, seconds)
+                phase.nginx.setdefault(workers, []).append(run)
+                log(describe(f"round {round_no} nginx {workers}w", run))
 
 
 def measure_layout(data: Stored, body_file: Path, layout: Layout, seconds: int) -> LayoutPoint:
@@ -367,6 +419,35 @@ def build_figures(
     }
 
 
+def anchor_figures(ours: WrkRun, phase: HitPhase) -> dict[str, Any]:
+    """Ours against nginx's best run (1 or 2 workers) serving the same bytes from a file."""
+    workers, runs = max(phase.nginx.items(), key=lambda item: best(item[1]).requests_per_s)
+    nginx = best(runs)
+    return {
+        "hit_throughput_to_nginx": {
+            "value": round(ours.requests_per_s),
+            "unit": "requests/s",
+            "ceiling": round(nginx.requests_per_s),
+            "ceiling_name": f"nginx, the same bytes from a file, {workers} worker(s)",
+            "ratio": round(ours.requests_per_s / nginx.requests_per_s, 3),
+        },
+        "nginx_p99": {"value": round(nginx.p99_ms, 3), "unit": "ms"},
+    }
+
+
+def steps_table(steps: dict[str, list[WrkRun]]) -> str:
+    """The steps from the bare app to ours as Markdown, each against the bare app."""
+    bare = best(steps["bare"]).requests_per_s
+    lines = ["| RSGI app | req/s | p99 | / bare |", "| --- | --- | --- | --- |"]
+    for name, runs in steps.items():
+        run = best(runs)
+        lines.append(
+            f"| {name} | {run.requests_per_s:,.0f} | {run.p99_ms:.2f} ms | "
+            f"{run.requests_per_s / bare:.0%} |"
+        )
+    return "\n".join(lines)
+
+
 def mark_bars(figures: dict[str, Any]) -> None:
     """Add the bars of docs/performance.md to the latency and error figures they apply to."""
     hit_p99 = figures["hit_p99"]
@@ -442,6 +523,7 @@ def measure(quick: bool, *, orders: int | None = None) -> dict[str, Any]:
     ours, ceiling = hits.ours[CONNECTIONS], hits.ceiling[CONNECTIONS]
     miss = misses[CONNECTIONS]
     figures = build_figures(best(ours), best(ceiling), hits.hit_ratio, miss, miss_ratio)
+    figures |= anchor_figures(best(ours), hits)
     mark_bars(figures)
     table = sweep_table(points, ceiling_layout, DEFAULT_LAYOUT)
     log(f"layout sweep:\n{table}")
@@ -462,7 +544,15 @@ def measure(quick: bool, *, orders: int | None = None) -> dict[str, Any]:
         "miss": [asdict(miss)],
     }
     outcome["sweep"] = sweep_rows(points)
-    outcome["notes"] = [f"Layout sweep (one {seconds} s wrk run each):\n\n{table}"]
+    outcome["runs"] |= {
+        "nginx": {workers: [asdict(r) for r in runs] for workers, runs in hits.nginx.items()},
+        "steps": {name: [asdict(r) for r in runs] for name, runs in hits.steps.items()},
+    }
+    outcome["notes"] = [
+        f"Layout sweep (one {seconds} s wrk run each):\n\n{table}",
+        f"Where a hit's time goes ({DEFAULT_LAYOUT.label}, best of {ANCHOR_ROUNDS} alternating "
+        f"{bar_seconds} s runs):\n\n{steps_table(hits.steps)}",
+    ]
     plot_sweep(points, quick)
     return outcome
 

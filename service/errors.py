@@ -31,6 +31,11 @@ class StoreMisconfigured(OperatorError):
     database, schema or privilege); retrying cannot help, so it is reported, not retried."""
 
 
+# What a request meets when PostgreSQL cannot answer it now, whether an outage or a refusal an
+# operator must fix: either way the answer is 503 with the message, and the worker serves on.
+STORE_CANNOT_ANSWER = (StoreUnavailable, StoreMisconfigured)
+
+
 class StoreRejected(ServiceError):
     """PostgreSQL refused the data itself; retrying the same rows will fail again."""
 

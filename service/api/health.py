@@ -6,8 +6,8 @@ from litestar import Response, get
 
 from service.api.problems import AnyRequest, problem
 from service.api.state import AppState
-from service.errors import StoreMisconfigured, StoreUnavailable
-from service.observability import metrics
+from service.errors import STORE_CANNOT_ANSWER
+from service.observability import scrape
 from service.run import consumer_state
 from service.store.reader import ping
 
@@ -29,7 +29,7 @@ async def readyz(request: AnyRequest) -> Response[Any]:
         return problem(503, "Service Unavailable", "the cache is still warming up")
     try:
         await ping(state.pool)
-    except (StoreUnavailable, StoreMisconfigured) as exc:
+    except STORE_CANNOT_ANSWER as exc:
         return problem(503, "Service Unavailable", str(exc))
     consumer = consumer_state.read()
     if consumer is None:
@@ -40,6 +40,4 @@ async def readyz(request: AnyRequest) -> Response[Any]:
 @get("/metrics", sync_to_thread=False, summary="Prometheus metrics of every process")
 def prometheus_metrics(request: AnyRequest) -> Response[bytes]:
     state: AppState = request.app.state.orders
-    consumer = consumer_state.read()
-    extra = consumer_state.metric_lines(consumer) if consumer is not None else []
-    return Response(metrics.render(state.cache.stats(), extra), media_type=metrics.CONTENT_TYPE)
+    return Response(scrape.exposition(state.cache), media_type=scrape.CONTENT_TYPE)

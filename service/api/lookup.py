@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from service.api.problems import PROBLEM_JSON, problem_body
 from service.api.state import AppState
-from service.errors import StoreMisconfigured, StoreUnavailable
+from service.errors import STORE_CANNOT_ANSWER
 from service.model.order import ORDER_UID_MAX, ORDER_UID_PATTERN
 from service.observability import metrics
 
@@ -39,7 +39,7 @@ async def stored_order(state: AppState, order_uid: str) -> Answer:
     _MISSES.inc()
     try:
         body = await state.documents.load(order_uid)
-    except (StoreUnavailable, StoreMisconfigured) as exc:
+    except STORE_CANNOT_ANSWER as exc:
         # Asked again before the outage is the answer: the first lookup may have met a writer
         # that lost its CPU in the middle of an update (a reader's patience is bounded), or
         # the consumer may have cached the order meanwhile.

@@ -7,7 +7,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from service.errors import ServiceError, StoreMisconfigured, StoreUnavailable
+from service.errors import STORE_CANNOT_ANSWER, ServiceError
 from service.observability import metrics
 
 AnyRequest = Request[Any, Any, Any]
@@ -45,9 +45,7 @@ def problem(
 
 
 def service_error_handler(_: AnyRequest, exc: Exception) -> Response[object]:
-    # Misconfigured too: this worker cannot serve until an operator acts, and the message
-    # says what to do.
-    if isinstance(exc, StoreUnavailable | StoreMisconfigured):
+    if isinstance(exc, STORE_CANNOT_ANSWER):
         metrics.STORE_UNAVAILABLE.inc()
         return problem(503, "Service Unavailable", str(exc))  # type: ignore[return-value]
     assert isinstance(exc, ServiceError)

@@ -9,8 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from service.cache import SharedCache
 from service.config import Settings
 from service.errors import ConfigError
-from service.observability import metrics
-from service.run import consumer_state
+from service.observability import scrape
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +22,9 @@ def start_metrics_listener(settings: Settings, cache: SharedCache) -> ThreadingH
             if self.path.split("?", 1)[0] != "/metrics":
                 self.send_error(404, "only /metrics is served here")
                 return
-            consumer = consumer_state.read()
-            extra = consumer_state.metric_lines(consumer) if consumer is not None else []
-            body = metrics.render(cache.stats(), extra)
+            body = scrape.exposition(cache)
             self.send_response(200)
-            self.send_header("Content-Type", metrics.CONTENT_TYPE)
+            self.send_header("Content-Type", scrape.CONTENT_TYPE)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

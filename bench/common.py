@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -23,9 +24,19 @@ import psycopg
 from psycopg import sql
 
 from service.config import Settings, load_settings
+from service.model import Order, encode_order
+from service.store.copy_in import CopyBatch
+from service.store.writer import OrderWriter
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
+
+
+def write_orders(writer: OrderWriter, orders: Sequence[Order]) -> list[Order]:
+    """Store `orders` in one transaction the way the consumer does; return the new ones. For
+    the benchmarks' and the tests' fixtures, which start from orders, not messages."""
+    batch = CopyBatch.of((order, encode_order(order)) for order in orders)
+    return [order for order, _ in writer.write_batch(batch)]
 
 
 def log(message: str) -> None:

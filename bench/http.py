@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cli, plots
-from bench.common import fresh_database, log, result
+from bench.common import fresh_database, log, result, write_orders
 from bench.nginx import nginx_serving
 from bench.processes import (
     HOST,
@@ -130,7 +130,7 @@ def store_orders(settings: Settings, count: int) -> list[Order]:
     writer = OrderWriter(connect(settings))
     try:
         for start in range(0, count, WRITE_BATCH):
-            writer.write(orders[start : start + WRITE_BATCH])
+            write_orders(writer, orders[start : start + WRITE_BATCH])
     finally:
         writer.close()
     return orders

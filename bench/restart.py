@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cli
-from bench.common import fresh_database, log, result
+from bench.common import fresh_database, log, result, write_orders
 from bench.http import run_wrk
 from bench.processes import HOST, SERVICE, free_port, stop, wait_ready
 from service.config import Settings
@@ -55,7 +55,9 @@ def store_random_orders(settings: Settings, count: int) -> None:
     writer = OrderWriter(connect(settings))
     try:
         for start in range(0, count, WRITE_BATCH):
-            writer.write([random_order(rng) for _ in range(min(WRITE_BATCH, count - start))])
+            write_orders(
+                writer, [random_order(rng) for _ in range(min(WRITE_BATCH, count - start))]
+            )
             if (start // WRITE_BATCH) % 10 == 9:
                 log(f"  stored {start + WRITE_BATCH:,} of {count:,}")
     finally:

@@ -40,6 +40,11 @@ class StoreRejected(ServiceError):
     """PostgreSQL refused the data itself; retrying the same rows will fail again."""
 
 
+class CopyFormatError(ServiceError):
+    """A binary COPY from PostgreSQL is not the rows of two fields its query asked for, or it
+    ended before its trailer."""
+
+
 class MigrationError(OperatorError):
     """The migration files and the database's schema version do not fit together."""
 

@@ -24,6 +24,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from bench.common import write_orders
 from service.cache import SharedCache
 from service.config import Settings
 from service.model import Delivery, Item, Order, Payment, encode_order
@@ -420,7 +421,7 @@ def consumed(metrics_dir: Path) -> int:
 def store(settings: Settings, orders: list[Order]) -> None:
     writer = OrderWriter(connect(settings))
     try:
-        writer.write(orders)
+        write_orders(writer, orders)
     finally:
         writer.close()
 

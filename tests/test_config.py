@@ -1,6 +1,8 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -279,3 +281,46 @@ def test_metrics_dir_is_created_when_missing(tmp_path: Path) -> None:
     wanted = tmp_path / "new" / "metrics"
     assert load_settings({"METRICS_DIR": str(wanted)}).metrics_dir == str(wanted)
     assert wanted.is_dir()
+
+
+class _Recording(dict[str, str]):
+    """An empty environment that remembers every variable looked up in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(str(key))
+        return super().__contains__(key)
+
+    def __getitem__(self, key: str) -> str:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+
+REPO = Path(__file__).resolve().parents[1]
+# Read by the local infrastructure scripts and docker compose, not by the service.
+NOT_SERVICE_SETTINGS = {
+    "POSTGRES_CLUSTER",
+    "KAFKA_LOCAL_PORT",
+    "KAFKA_CONTROLLER_PORT",
+    "GRAFANA_ADMIN_PASSWORD",
+}
+
+
+def test_readme_env_example_and_load_settings_name_the_same_variables() -> None:
+    environ = _Recording()
+    load_settings(environ)
+    readme = (REPO / "README.md").read_text()
+    table = re.findall(r"^\| (`[A-Z][A-Z0-9_]+`(?: / `[A-Z][A-Z0-9_]+`)*) \|", readme, re.M)
+    documented = {name for cell in table for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)}
+    example = set(
+        re.findall(r"^(?:# )?([A-Z][A-Z0-9_]+)=", (REPO / ".env.example").read_text(), re.M)
+    )
+    assert documented == environ.asked
+    assert example - NOT_SERVICE_SETTINGS == environ.asked

@@ -6,8 +6,9 @@ import struct
 import psycopg
 import pytest
 
+from service.errors import CopyFormatError
 from service.store.copy_out import copy_messages
-from service.store.copy_pairs import SIGNATURE, CopyFormatError, pair_chunks
+from service.store.copy_pairs import SIGNATURE, pair_chunks
 
 HEADER = SIGNATURE + struct.pack(">Ii", 0, 0)
 TRAILER = b"\xff\xff"

@@ -3,6 +3,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bench.common import write_orders
 from service.config import Settings
 from service.model import decode_order
 from service.store import migrate
@@ -52,7 +53,7 @@ def test_the_documents_migration_builds_a_body_for_every_order_already_stored(
         migrate.up(conn, directory)
         writer = OrderWriter(connect(empty_database))
         try:
-            writer.write(orders)
+            write_orders(writer, orders)
         finally:
             writer.close()
         assert migrate.down(conn, directory, 1) == [LATEST]

@@ -12,8 +12,9 @@ import pytest
 
 from service.cache import SharedCache
 from service.config import Settings
-from service.errors import StoreUnavailable
+from service.errors import CopyFormatError, ServiceError, StoreUnavailable
 from service.run.warmup import CHUNK, warm_cache
+from service.store import reader
 from tests.helpers import cache_region, free_port, scalar, store, stored_body, wait_for
 from tests.orders import random_orders
 
@@ -72,4 +73,24 @@ def test_a_cache_write_that_fails_is_raised_and_abandons_the_copy(
     finally:
         cache.close()
         cache.unlink()
+    wait_for(lambda: scalar(db, COPIES) == 0, seconds=10, what="the COPY's backend to end")
+
+
+def test_a_malformed_copy_stream_is_a_service_error_naming_it_and_leaves_the_cache_not_ready(
+    settings: Settings,
+    db: psycopg.Connection[tuple[object, ...]],
+    cache: SharedCache,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store(settings, random_orders(10, seed=97))
+
+    def garbage(_: object) -> Iterator[memoryview]:
+        yield memoryview(b"PGCOPY?not a binary copy at all")
+
+    monkeypatch.setattr(reader, "copy_messages", garbage)
+    with pytest.raises(CopyFormatError, match="COPY from PostgreSQL is malformed") as raised:
+        warm_cache(settings, cache)
+    assert isinstance(raised.value, ServiceError)
+    assert "bad signature" in str(raised.value)
+    assert not cache.stats().ready
     wait_for(lambda: scalar(db, COPIES) == 0, seconds=10, what="the COPY's backend to end")

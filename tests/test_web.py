@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 
+from bench.common import write_orders
 from service.model import Order, decode_order
 from service.store.writer import OrderWriter
 
@@ -98,7 +99,7 @@ def store_order(writer: OrderWriter) -> StoreOrder:
     def store(order: dict[str, Any]) -> dict[str, Any]:
         decoded = decode_order(json.dumps(order).encode())
         assert isinstance(decoded, Order), decoded
-        assert writer.write([decoded]) == [decoded]
+        assert write_orders(writer, [decoded]) == [decoded]
         return order
 
     return store

@@ -15,6 +15,8 @@ import struct
 from collections.abc import Iterable, Iterator
 from itertools import chain
 
+from service.errors import CopyFormatError
+
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _HEADER = struct.Struct(">11sIi")  # signature, flags, extension length
 _ROW = struct.Struct(">hi")  # field count, then the first field's length
@@ -22,10 +24,6 @@ _LENGTH = struct.Struct(">i")
 _TRAILER = b"\xff\xff"
 
 Pair = tuple[bytes, memoryview]
-
-
-class CopyFormatError(ValueError):
-    """The stream is not a binary COPY of rows of two non-null fields, or it ended early."""
 
 
 def pair_chunks(messages: Iterable[memoryview], chunk: int) -> Iterator[list[Pair]]:

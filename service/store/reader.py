@@ -16,7 +16,7 @@ import psycopg
 from psycopg import Copy, sql
 from psycopg_pool import PoolTimeout
 
-from service.errors import StoreUnavailable
+from service.errors import CopyFormatError, StoreUnavailable
 from service.store.copy_out import copy_messages
 from service.store.copy_pairs import Pair, pair_chunks
 from service.store.db import Connection, Pool, translated_errors
@@ -148,4 +148,11 @@ def newest_documents(
     in chunks: one binary COPY, read from libpq and parsed here (`copy_out`, `copy_pairs`)
     with a few operations per order. A body is a view on the message it came in."""
     with newest_documents_copy(conn, limit) as copy:
-        yield from pair_chunks(copy_messages(copy), chunk)
+        try:
+            yield from pair_chunks(copy_messages(copy), chunk)
+        except CopyFormatError as exc:
+            raise CopyFormatError(
+                f"the newest orders' COPY from PostgreSQL is malformed ({exc}), so the cache "
+                "is not ready; if POSTGRES_HOST is a proxy or pooler, point it at one that "
+                "passes COPY through unchanged, or at PostgreSQL itself"
+            ) from exc

@@ -6,7 +6,7 @@ lists are the single source for the COPY statements, the staging tables and the 
 `psql \\copy` ceiling, so all three write the same rows.
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from service.model import Order
 
@@ -129,16 +129,3 @@ def item_rows(order: Order) -> Iterator[Row]:
 
 
 Document = tuple[Order, bytes]  # an order and its encoded body
-
-
-def rows_by_table(documents: Iterable[Document]) -> dict[str, list[Row]]:
-    """Every row the orders make, grouped by table, in `TABLES` order."""
-    tables: dict[str, list[Row]] = {name: [] for name in TABLES}
-    orders_rows, deliveries, payments, items, bodies = tables.values()
-    for order, body in documents:
-        orders_rows.append(order_row(order))
-        deliveries.append(delivery_row(order))
-        payments.append(payment_row(order))
-        items.extend(item_rows(order))
-        bodies.append((order.order_uid, body))
-    return tables

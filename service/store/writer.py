@@ -20,7 +20,6 @@ from psycopg import Cursor
 from psycopg.errors import UniqueViolation
 
 from service.errors import StoreRejected
-from service.model import Order, encode_order
 from service.store.copy_in import CopyBatch
 from service.store.db import Connection, translated_errors
 from service.store.rows import BINARY_TYPES, TABLES, Document
@@ -88,11 +87,6 @@ class OrderWriter:
         with translated_errors(), conn.transaction():
             for statement in _CREATE_STAGING:
                 conn.execute(statement.encode())
-
-    def write(self, orders: Sequence[Order]) -> list[Order]:
-        """Store the batch in one transaction; return the orders that were new."""
-        batch = CopyBatch.of((order, encode_order(order)) for order in orders)
-        return [order for order, _ in self.write_batch(batch)]
 
     def write_batch(self, batch: CopyBatch) -> list[Document]:
         """Store the formatted batch in one transaction; return its new orders' documents."""

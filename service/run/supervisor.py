@@ -8,6 +8,8 @@ not yet committed is redelivered and skipped as duplicates.
 """
 
 import logging
+import os
+import signal
 import subprocess
 import time
 from collections import deque
@@ -30,8 +32,9 @@ RESTART_DELAY_MAX_S = 10.0
 
 
 class ConsumerSupervisor:
-    """Owns the consumer process: `check()` from the runner's loop notices a death, restarts
-    after the backoff, and raises ConsumerCrashLoop when it is time to give up."""
+    """Owns the consumer process: `check()` notices a death, restarts after the backoff, and
+    raises ConsumerCrashLoop when it is time to give up; `wakeup()` tells the runner what to
+    wait on until the next `check()` has work; `stop()` ends it for good."""
 
     def __init__(self, command: list[str], env: dict[str, str]) -> None:
         self._command = command
@@ -40,25 +43,60 @@ class ConsumerSupervisor:
         self._restarts = 0
         self._last_exit: int | None = None
         self._restart_at: float | None = None
-        self.process = self._start()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._exit_fd: int | None = None
+        self._start()
 
-    def _start(self) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(self._command, env=self._env)
+    def _start(self) -> None:
+        # Its own process group, like the runner's other children (runner.Children).
+        self._process = process = subprocess.Popen(self._command, env=self._env, process_group=0)
+        # Readable once the process has exited: what the runner waits on instead of polling.
+        self._exit_fd = os.pidfd_open(process.pid)
         consumer_state.publish(
             ConsumerState("running", process.pid, self._restarts, self._last_exit)
         )
-        return process
+
+    def wakeup(self) -> tuple[int | None, float | None]:
+        """(an fd readable when the running consumer exits, or None; seconds until a pending
+        restart is due, or None)."""
+        if self._restart_at is not None:
+            return None, max(0.0, self._restart_at - time.monotonic())
+        return self._exit_fd, None
 
     def check(self) -> None:
         now = time.monotonic()
         if self._restart_at is None:
-            code = self.process.poll()
+            code = self._process.poll() if self._process is not None else None
             if code is not None:
+                self._forget_process()
                 self._died(code, now)
         elif now >= self._restart_at:
             self._restart_at = None
             self._restarts += 1
-            self.process = self._start()
+            self._start()
+
+    def stop(self, deadline: float) -> None:
+        """SIGTERM the consumer if it runs, and SIGKILL it if it has not exited by `deadline`
+        (a `time.monotonic()` time); no restart follows."""
+        self._restart_at = None
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("the consumer did not stop in time; killing it")
+            process.kill()
+            process.wait()
+        self._forget_process()
+
+    def _forget_process(self) -> None:
+        if self._exit_fd is not None:
+            os.close(self._exit_fd)
+        self._process = None
+        self._exit_fd = None
 
     def _died(self, code: int, now: float) -> None:
         self._last_exit = code

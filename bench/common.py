@@ -1,4 +1,5 @@
-"""What every benchmark shares: progress lines, a fresh migrated database, machine facts, the
+"""What every benchmark shares: progress lines, databases created, migrated and dropped (the
+tests' fixtures use them too), machine facts, the
 result dict every `measure(quick)` returns, and writing it to bench/results/<name>-latest.json.
 
 A result is `{benchmark, when, machine, parameters, figures}`; each figure is
@@ -71,6 +72,29 @@ def _drop(conn: psycopg.Connection[Any], name: str, tries: int = 20) -> None:
     conn.execute(drop)
 
 
+def create_database(base: dict[str, str], name: str, *, migrate: bool = True) -> Settings:
+    """The database `name` created on the server `base` names (migrated unless asked not to);
+    settings pointing at it. Shared by the benchmarks and the tests' fixtures."""
+    with psycopg.connect(_admin_conninfo(base), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    env = {**base, "POSTGRES_DB": name}
+    if migrate:
+        subprocess.run(
+            [sys.executable, "-m", "service", "migrate", "up"],
+            env=env,
+            check=True,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+        )
+    return load_settings(env)
+
+
+def drop_database(base: dict[str, str], name: str) -> None:
+    """Drop the database `name` on the server `base` names, if it exists."""
+    with psycopg.connect(_admin_conninfo(base), autocommit=True) as conn:
+        _drop(conn, name)
+
+
 def fresh_database(base: dict[str, str], name: str) -> Settings:
     """A new, migrated database `<name>_<pid>` for this process; return settings pointing at it.
 
@@ -79,7 +103,6 @@ def fresh_database(base: dict[str, str], name: str) -> Settings:
     processes that have exited, and this process's own, are dropped first, so at most one set
     per running benchmark process stays behind.
     """
-    database = f"{name}_{os.getpid()}"
     with psycopg.connect(_admin_conninfo(base), autocommit=True) as conn:
         names = conn.execute(
             "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (f"{name}_",)
@@ -88,16 +111,7 @@ def fresh_database(base: dict[str, str], name: str) -> Settings:
             pid = str(existing).removeprefix(f"{name}_")
             if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
                 _drop(conn, str(existing))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    env = {**base, "POSTGRES_DB": database}
-    subprocess.run(
-        [sys.executable, "-m", "service", "migrate", "up"],
-        env=env,
-        check=True,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-    )
-    return load_settings(env)
+    return create_database(base, f"{name}_{os.getpid()}")
 
 
 def _first_match(path: str, pattern: str) -> str:

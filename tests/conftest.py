@@ -3,26 +3,18 @@ scripts), and for this test run its own database, topics, consumer group and cac
 so runs never see each other's data."""
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from service.config import Settings, load_settings
+from bench.common import create_database, drop_database
+from service.config import Settings
 from service.store.db import connect
 from service.store.writer import OrderWriter
-from tests.helpers import (
-    REPO,
-    drop_database,
-    free_port,
-    infra,
-    service_process,
-    service_url,
-    wait_until_ready,
-)
+from tests.fix_db import Conn
+from tests.fix_processes import free_port, infra, service_process, service_url, wait_until_ready
 
 RUN_ID = uuid.uuid4().hex[:8]
 # Before anything imports prometheus_client: this run's metrics go to their own directory.
@@ -58,15 +50,9 @@ def infrastructure() -> None:
 @pytest.fixture(scope="session")
 def settings(infrastructure: None, base_env: dict[str, str]) -> Iterator[Settings]:
     """Settings for this run, with its own migrated database (dropped at the end)."""
-    settings = load_settings(base_env)
-    admin = load_settings({**base_env, "POSTGRES_DB": "postgres"}).postgres_conninfo
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{settings.postgres_db}"')
-    subprocess.run(
-        [sys.executable, "-m", "service", "migrate", "up"], env=base_env, check=True, cwd=REPO
-    )
+    settings = create_database(base_env, base_env["POSTGRES_DB"])
     yield settings
-    drop_database(admin, settings.postgres_db)
+    drop_database(base_env, settings.postgres_db)
 
 
 @pytest.fixture
@@ -74,15 +60,12 @@ def empty_database(settings: Settings, base_env: dict[str, str]) -> Iterator[Set
     """Settings for a database of this test alone, created without the schema (dropped at the
     end): for tests that migrate, or need no schema, without touching the run's database."""
     name = f"{settings.postgres_db}_{uuid.uuid4().hex[:8]}"
-    admin = load_settings({**base_env, "POSTGRES_DB": "postgres"}).postgres_conninfo
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield load_settings({**base_env, "POSTGRES_DB": name})
-    drop_database(admin, name)
+    yield create_database(base_env, name, migrate=False)
+    drop_database(base_env, name)
 
 
 @pytest.fixture
-def db(settings: Settings) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+def db(settings: Settings) -> Iterator[Conn]:
     with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
         yield conn
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 
-from tests.helpers import REPO
+from tests.fix_processes import REPO
 from tests.tcp_forward import FORWARDER, ready_addresses
 
 STOP_GRACE_S = 30.0

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.certs import Authority, Certificate, make_authority, make_certificate
-from tests.helpers import REPO, free_port
+from tests.fix_processes import REPO, free_port
 
 LIBS = Path(os.environ.get("ORDERS_STATE_DIR", REPO / ".local")) / "kafka" / "libs"
 SINGLE_NODE = REPO / "infra" / "kafka" / "single-node.properties"

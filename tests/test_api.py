@@ -8,15 +8,9 @@ import pytest
 
 from service.config import Settings
 from service.model import Order, encode_order
-from tests.helpers import (
-    free_port,
-    infra,
-    metric,
-    service_process,
-    service_url,
-    store,
-    wait_until_ready,
-)
+from tests.fix_db import store
+from tests.fix_load import metric
+from tests.fix_processes import free_port, infra, service_process, service_url, wait_until_ready
 from tests.orders import as_order, random_orders, reference_dict
 
 pytestmark = pytest.mark.integration

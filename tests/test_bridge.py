@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import REPO, free_port
+from tests.fix_processes import REPO, free_port
 
 
 @dataclass(frozen=True, slots=True)

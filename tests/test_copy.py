@@ -9,6 +9,7 @@ import pytest
 from service.errors import CopyFormatError
 from service.store.copy_out import copy_messages
 from service.store.copy_pairs import SIGNATURE, pair_chunks
+from tests.fix_db import Conn
 
 HEADER = SIGNATURE + struct.pack(">Ii", 0, 0)
 TRAILER = b"\xff\xff"
@@ -95,7 +96,7 @@ def test_malformed_streams_are_errors(data: bytes, error: str) -> None:
 
 @pytest.mark.integration
 def test_the_messages_of_a_real_copy_parse_to_its_rows(
-    db: psycopg.Connection[tuple[object, ...]],
+    db: Conn,
 ) -> None:
     query = (
         "COPY (SELECT 'k' || i, repeat(chr(65 + i % 26), i)::bytea FROM generate_series(0, 2999) i)"
@@ -109,7 +110,7 @@ def test_the_messages_of_a_real_copy_parse_to_its_rows(
 
 @pytest.mark.integration
 def test_an_error_in_the_middle_of_a_copy_is_raised_as_psycopgs_error(
-    db: psycopg.Connection[tuple[object, ...]],
+    db: Conn,
 ) -> None:
     query = (
         "COPY (SELECT 'k' || i, (1 / (2000 - i))::text::bytea FROM generate_series(0, 5000) i)"

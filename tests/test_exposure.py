@@ -13,7 +13,7 @@ from service.cache import SharedCache
 from service.config import load_settings
 from service.errors import ConfigError
 from service.observability.metrics_listener import start_metrics_listener
-from tests.helpers import free_port, service_process, service_url, wait_until_ready
+from tests.fix_processes import free_port, service_process, service_url, wait_until_ready
 
 
 def paths(environ: dict[str, str]) -> set[str]:

@@ -22,28 +22,22 @@ import pytest
 from service.config import Settings, load_settings
 from service.ingest.kafka import ensure_topics
 from service.model import Order, encode_order
-from tests.helpers import (
-    REPO,
-    Cached,
-    PacedProducer,
-    answered_404,
+from tests.fix_db import (
+    Conn,
     assert_stored_exactly,
-    cached_orders,
-    outage,
-    produce,
-    read_all,
-    report,
     scalar,
-    service_process,
-    service_url,
     store,
     stored_body,
     stored_count,
     stored_now,
-    topic_size,
-    uids_of,
-    unknown,
-    values_of,
+)
+from tests.fix_kafka import PacedProducer, produce, read_all, topic_size
+from tests.fix_load import Cached, answered_404, cached_orders, report, uids_of, unknown, values_of
+from tests.fix_processes import (
+    REPO,
+    outage,
+    service_process,
+    service_url,
     wait_for,
     wait_until_ready,
 )
@@ -52,8 +46,6 @@ from tests.orders import random_orders, reference_dict
 from tests.tcp_forward import FORWARDER, ready_addresses
 
 pytestmark = pytest.mark.integration
-
-Conn = psycopg.Connection[tuple[object, ...]]
 
 
 # --- SIGKILL during ingest ---------------------------------------------------------------

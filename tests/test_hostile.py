@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, example, given, settings
@@ -28,20 +27,13 @@ from service.ingest.kafka import ensure_topics
 from service.model import Order, Rejection, decode_order, encode_order
 from service.produce import random_order
 from service.store.writer import OrderWriter
-from tests.helpers import (
-    headers,
-    produce,
-    read_all,
-    service_process,
-    stored_count,
-    topic_size,
-    wait_for,
-)
+from tests.fix_db import Conn, stored_count
+from tests.fix_kafka import headers, produce, read_all, topic_size
+from tests.fix_processes import service_process, wait_for
 from tests.orders import reference_dict
 
 pytestmark = pytest.mark.integration
 
-Conn = psycopg.Connection[tuple[object, ...]]
 KINDS = {"malformed_json", "invalid_order", "too_large", "nul_character", "db_rejected"}
 
 # --- fuzzed messages ---------------------------------------------------------------------

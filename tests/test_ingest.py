@@ -2,27 +2,16 @@ import json
 import signal
 import uuid
 
-import psycopg
 import pytest
 
 from service.config import Settings
 from service.model import encode_order
-from tests.helpers import (
-    headers,
-    produce,
-    read_all,
-    scalar,
-    service_process,
-    stored_body,
-    stored_count,
-    stored_order,
-    wait_for,
-)
+from tests.fix_db import Conn, scalar, stored_body, stored_count, stored_order
+from tests.fix_kafka import headers, produce, read_all
+from tests.fix_processes import service_process, wait_for
 from tests.orders import random_orders, reference_dict
 
 pytestmark = pytest.mark.integration
-
-Conn = psycopg.Connection[tuple[object, ...]]
 
 
 @pytest.fixture

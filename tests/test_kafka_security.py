@@ -19,7 +19,9 @@ from service.errors import OPERATOR_ERROR_EXIT
 from service.ingest.kafka import consumer_config, producer_config
 from service.model import encode_order
 from tests.certs import make_authority
-from tests.helpers import headers, run_service, service_process, stored_count, wait_for
+from tests.fix_db import stored_count
+from tests.fix_kafka import headers
+from tests.fix_processes import run_service, service_process, wait_for
 from tests.orders import random_orders
 from tests.secure_kafka import SCRAM_MECHANISM, SecureKafka, secure_kafka
 

@@ -14,7 +14,8 @@ from service.store import loader
 from service.store.db import Pool, async_pool
 from service.store.loader import DocumentLoader
 from service.store.reader import fetch_documents
-from tests.helpers import free_port, store
+from tests.fix_db import store
+from tests.fix_processes import free_port
 from tests.orders import random_orders
 
 pytestmark = pytest.mark.integration

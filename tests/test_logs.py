@@ -18,7 +18,9 @@ from service.config import Settings
 from service.errors import OPERATOR_ERROR_EXIT
 from service.model import encode_order
 from service.observability.logs import JsonFormatter, TextFormatter
-from tests.helpers import REPO, produce, scalar, service_url, wait_for, wait_until_ready
+from tests.fix_db import scalar
+from tests.fix_kafka import produce
+from tests.fix_processes import REPO, service_url, wait_for, wait_until_ready
 from tests.orders import random_orders
 
 

@@ -11,7 +11,7 @@ from service.api.lookup import stored_order
 from service.api.state import AppState
 from service.cache import SharedCache
 from service.errors import StoreUnavailable
-from tests.helpers import cache_region
+from tests.fix_processes import cache_region
 
 
 class DownLoader:

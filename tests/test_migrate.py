@@ -9,7 +9,7 @@ from service.model import decode_order
 from service.store import migrate
 from service.store.db import connect
 from service.store.writer import OrderWriter
-from tests.helpers import stored_body
+from tests.fix_db import Conn, stored_body
 from tests.orders import random_orders
 
 pytestmark = pytest.mark.integration
@@ -18,7 +18,7 @@ LATEST = 2
 ALL_TABLES = {"orders", "deliveries", "payments", "items", "order_documents"}
 
 
-def tables(conn: psycopg.Connection[tuple[object, ...]]) -> set[str]:
+def tables(conn: Conn) -> set[str]:
     rows = conn.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
     ).fetchall()

@@ -17,15 +17,9 @@ import yaml  # type: ignore[import-untyped]
 
 from service.config import Settings
 from service.model import encode_order
-from tests.helpers import (
-    free_port,
-    produce,
-    service_process,
-    service_url,
-    stored_count,
-    wait_for,
-    wait_until_ready,
-)
+from tests.fix_db import stored_count
+from tests.fix_kafka import produce
+from tests.fix_processes import free_port, service_process, service_url, wait_for, wait_until_ready
 from tests.monitoring import (
     GRAFANA_DIR,
     PROMETHEUS_DIR,

@@ -11,7 +11,7 @@ import pytest
 from service.config import Settings, load_settings
 from service.errors import OPERATOR_ERROR_EXIT, StoreMisconfigured
 from service.store.db import connect
-from tests.helpers import REPO, run_service, service_process, service_url, wait_until_ready
+from tests.fix_processes import REPO, run_service, service_process, service_url, wait_until_ready
 
 pytestmark = pytest.mark.integration
 

@@ -31,22 +31,14 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from service.config import Settings, load_settings
 from service.ingest.kafka import ensure_topics
 from service.model import Order, encode_order
-from tests.helpers import (
-    assignment,
-    consumed,
-    produce,
-    read_all,
-    scalar,
-    service_process,
-    topic_size,
-    unread,
-    wait_for,
-)
+from tests.fix_db import Conn, scalar
+from tests.fix_kafka import assignment, produce, read_all, topic_size, unread
+from tests.fix_load import consumed
+from tests.fix_processes import service_process, wait_for
 from tests.orders import random_orders, reference_dict
 
 pytestmark = pytest.mark.integration
 
-Conn = psycopg.Connection[tuple[object, ...]]
 PARTITIONS = 3
 
 

@@ -12,7 +12,8 @@ from service.config import Settings, load_settings
 from service.errors import OPERATOR_ERROR_EXIT, StoreMisconfigured
 from service.store.db import connect
 from tests.certs import Authority, make_authority, make_certificate
-from tests.helpers import infra, run_service
+from tests.fix_db import Conn
+from tests.fix_processes import infra, run_service
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +58,7 @@ def wait_for_certificate(
         time.sleep(0.1)
 
 
-def uses_tls(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+def uses_tls(conn: Conn) -> bool:
     row = conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
     return row is not None and row[0] is True
 

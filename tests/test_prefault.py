@@ -12,7 +12,7 @@ import pytest
 from service.cache import SharedCache
 from service.cache.prefault import LEAD
 from service.cache.region import region_path
-from tests.helpers import wait_for
+from tests.fix_processes import wait_for
 
 BUDGET = 256 * 1024 * 1024
 VALUE = b"v" * (64 * 1024)

@@ -14,7 +14,6 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
@@ -24,24 +23,14 @@ from service.ingest.consumer import OrderConsumer
 from service.ingest.kafka import SESSION_TIMEOUT_MS, ensure_topics
 from service.model import Order, encode_order
 from tests import netns
-from tests.helpers import (
-    PARTITIONS,
-    assignment,
-    consumed,
-    produce,
-    scalar,
-    service_process,
-    shared_by,
-    stored_count,
-    unread,
-    wait_for,
-    wait_until_ready,
-)
+from tests.fix_db import Conn, scalar, stored_count
+from tests.fix_kafka import PARTITIONS, assignment, produce, shared_by, unread
+from tests.fix_load import consumed
+from tests.fix_processes import service_process, wait_for, wait_until_ready
 from tests.orders import random_orders
 
 pytestmark = pytest.mark.integration
 
-Conn = psycopg.Connection[tuple[object, ...]]
 # The consumer's session.timeout.ms: how long a killed member keeps its partitions.
 SESSION_TIMEOUT_S = SESSION_TIMEOUT_MS / 1000
 

@@ -18,23 +18,10 @@ from service.config import Settings
 from service.errors import OPERATOR_ERROR_EXIT, ConsumerCrashLoop, ConsumerStopped
 from service.run import consumer_state
 from service.run.supervisor import CRASH_LOOP_DEATHS, ConsumerSupervisor
-from tests.helpers import (
-    REPO,
-    Cached,
-    cached_orders,
-    metric,
-    produce,
-    report,
-    service_process,
-    service_url,
-    stored_now,
-    topic_size,
-    uids_of,
-    unknown,
-    values_of,
-    wait_for,
-    wait_until_ready,
-)
+from tests.fix_db import stored_now
+from tests.fix_kafka import produce, topic_size
+from tests.fix_load import Cached, cached_orders, metric, report, uids_of, unknown, values_of
+from tests.fix_processes import REPO, service_process, service_url, wait_for, wait_until_ready
 from tests.http_load import HttpLoad, statuses
 from tests.orders import random_orders
 

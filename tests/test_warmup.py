@@ -7,7 +7,6 @@ import errno
 import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
 from service.cache import SharedCache
@@ -15,7 +14,8 @@ from service.config import Settings
 from service.errors import CopyFormatError, ServiceError, StoreUnavailable
 from service.run.warmup import CHUNK, warm_cache
 from service.store import reader
-from tests.helpers import cache_region, free_port, scalar, store, stored_body, wait_for
+from tests.fix_db import Conn, scalar, store, stored_body
+from tests.fix_processes import cache_region, free_port, wait_for
 from tests.orders import random_orders
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ def cache() -> Iterator[SharedCache]:
 
 
 def test_every_newest_order_is_cached_with_its_stored_bytes_and_the_cache_marked_ready(
-    settings: Settings, db: psycopg.Connection[tuple[object, ...]], cache: SharedCache
+    settings: Settings, db: Conn, cache: SharedCache
 ) -> None:
     orders = random_orders(ORDERS, seed=95)
     store(settings, orders)
@@ -57,7 +57,7 @@ def test_postgresql_unreachable_raises_store_unavailable_and_leaves_the_cache_no
 
 
 def test_a_cache_write_that_fails_is_raised_and_abandons_the_copy(
-    settings: Settings, db: psycopg.Connection[tuple[object, ...]]
+    settings: Settings, db: Conn
 ) -> None:
     store(settings, random_orders(ORDERS, seed=96))
     stored = scalar(db, "SELECT count(*) FROM orders")
@@ -78,7 +78,7 @@ def test_a_cache_write_that_fails_is_raised_and_abandons_the_copy(
 
 def test_a_malformed_copy_stream_is_a_service_error_naming_it_and_leaves_the_cache_not_ready(
     settings: Settings,
-    db: psycopg.Connection[tuple[object, ...]],
+    db: Conn,
     cache: SharedCache,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -1,18 +1,17 @@
 import json
 
-import psycopg
 import pytest
 
 from bench.common import write_orders
 from service.model import encode_order
 from service.store.writer import OrderWriter
-from tests.helpers import stored_body, stored_order
+from tests.fix_db import Conn, stored_body, stored_order
 from tests.orders import as_order, random_orders, reference_dict
 
 pytestmark = pytest.mark.integration
 
 
-def read_back(db: psycopg.Connection[tuple[object, ...]], uid: str) -> bytes | None:
+def read_back(db: Conn, uid: str) -> bytes | None:
     """The order as the normalised rows hold it, encoded; checks the stored body agrees."""
     order = stored_order(db, uid)
     body = stored_body(db, uid)
@@ -23,24 +22,20 @@ def read_back(db: psycopg.Connection[tuple[object, ...]], uid: str) -> bytes | N
     return body
 
 
-def count(db: psycopg.Connection[tuple[object, ...]], table: str, uid: str) -> int:
+def count(db: Conn, table: str, uid: str) -> int:
     row = db.execute(f"SELECT count(*) FROM {table} WHERE order_uid = %s", (uid,)).fetchone()
     assert row is not None
     return int(str(row[0]))
 
 
-def test_every_field_and_item_reads_back_exactly_as_written(
-    writer: OrderWriter, db: psycopg.Connection[tuple[object, ...]]
-) -> None:
+def test_every_field_and_item_reads_back_exactly_as_written(writer: OrderWriter, db: Conn) -> None:
     orders = random_orders(50, seed=1)
     assert write_orders(writer, orders) == orders
     for order in orders:
         assert read_back(db, order.order_uid) == encode_order(order)
 
 
-def test_a_redelivered_batch_stores_nothing_twice(
-    writer: OrderWriter, db: psycopg.Connection[tuple[object, ...]]
-) -> None:
+def test_a_redelivered_batch_stores_nothing_twice(writer: OrderWriter, db: Conn) -> None:
     orders = random_orders(20, seed=2)
     write_orders(writer, orders)
     assert write_orders(writer, orders) == []
@@ -54,7 +49,7 @@ def test_a_redelivered_batch_stores_nothing_twice(
 
 
 def test_the_first_write_of_an_order_uid_wins_across_and_within_batches(
-    writer: OrderWriter, db: psycopg.Connection[tuple[object, ...]]
+    writer: OrderWriter, db: Conn
 ) -> None:
     first = reference_dict()
     second = {**first, "customer_id": "second"}
@@ -68,7 +63,7 @@ def test_the_first_write_of_an_order_uid_wins_across_and_within_batches(
 
 
 def test_an_order_the_database_rejects_is_isolated_and_the_rest_stored(
-    writer: OrderWriter, db: psycopg.Connection[tuple[object, ...]]
+    writer: OrderWriter, db: Conn
 ) -> None:
     # A rule only the database knows: the model accepts this order, PostgreSQL refuses it.
     db.execute("ALTER TABLE items ADD CONSTRAINT no_poison CHECK (name <> 'poison')")
@@ -89,9 +84,7 @@ def test_an_order_the_database_rejects_is_isolated_and_the_rest_stored(
     assert read_back(db, poisoned.order_uid) is None
 
 
-def test_text_that_copy_escapes_reads_back_exactly(
-    writer: OrderWriter, db: psycopg.Connection[tuple[object, ...]]
-) -> None:
+def test_text_that_copy_escapes_reads_back_exactly(writer: OrderWriter, db: Conn) -> None:
     tricky = "tab\tnew line\nreturn\rback\\slash \\N «ёлка» 🎄"
     base = reference_dict()
     order = as_order(

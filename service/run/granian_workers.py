@@ -5,9 +5,10 @@ by bench/http.py's layout sweep (docs/performance.md has the table).
 threads, the kernel's network stack and, under `run`, the consumer have theirs: on 2 cores that
 is one worker, which the sweep found fastest by far (two processes on two cores fight each
 other and the clients for the same cores). A lone worker gets a multi-threaded runtime with two
-threads, so granian's socket work runs beside its Python thread on the other core: 63,300
-requests/s on average over four alternating 8 s rounds against 59,500 with one thread, on 2
-cores; with several workers the cores are theirs, and each keeps one runtime thread. An
+threads, so granian's socket work runs beside its Python thread on the other core, which
+served more hits than one thread on a 2-core AMD EPYC (docs/performance.md, "granian layout";
+profiling study, 8.2); with several workers the cores are theirs, and each keeps one runtime
+thread. An
 explicit count always wins. granian's own variables (GRANIAN_RUNTIME_THREADS,
 GRANIAN_RUNTIME_MODE, GRANIAN_TASK_IMPL, GRANIAN_LOOP, GRANIAN_BACKPRESSURE) override the
 runtime options chosen here.

@@ -33,11 +33,10 @@ from bench.preload import (
     wait_stored,
 )
 from service.config import Settings
-from service.model import Order, encode_order
+from service.model import Document, Order, encode_order
 from service.store.rows import (
     BINARY_TYPES,
     TABLES,
-    Document,
     Row,
     delivery_row,
     item_rows,

@@ -15,6 +15,7 @@ from psycopg import ProgrammingError
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from service.errors import ConfigError
+from service.model import UNKNOWN_FIELDS_POLICIES, UnknownFields
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_METRICS_DIR = "/tmp/order-service-metrics"
@@ -91,6 +92,8 @@ class Settings:
     kafka_properties: tuple[tuple[str, str], ...]
     ingest_batch_size: int
     ingest_batch_wait_ms: int
+    # What a message's fields outside the contract do: refuse it, or keep them in its body.
+    unknown_fields: UnknownFields
     cache_size: int
     cache_bytes: int
     cache_name: str
@@ -293,6 +296,11 @@ def _kafka_properties(env: _Reader) -> tuple[tuple[str, str], ...]:
     return tuple(properties)
 
 
+def _unknown_fields(env: _Reader) -> UnknownFields:
+    value = env.choice("ORDER_UNKNOWN_FIELDS", "refuse", UNKNOWN_FIELDS_POLICIES, upper=False)
+    return "keep" if value == "keep" else "refuse"
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Parse and check every setting; raise ConfigError naming the first bad one."""
     env = _Reader(os.environ if environ is None else environ)
@@ -326,6 +334,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_properties=_kafka_properties(env),
         ingest_batch_size=env.integer("INGEST_BATCH_SIZE", 5000, 1, 100_000),
         ingest_batch_wait_ms=env.integer("INGEST_BATCH_WAIT_MS", 50, 1, 60_000),
+        unknown_fields=_unknown_fields(env),
         cache_size=cache_size,
         cache_bytes=env.integer(
             "CACHE_BYTES", max(1 << 20, cache_size * BYTES_PER_CACHED_ORDER), 1 << 20, 1 << 40

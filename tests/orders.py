@@ -19,10 +19,30 @@ def reference_dict(**changes: Any) -> dict[str, Any]:
     return order
 
 
+def reference() -> dict[str, Any]:
+    """The reference order as sent, its own order_uid included."""
+    return json.loads(REFERENCE.read_bytes())  # type: ignore[no-any-return]
+
+
+def changed(path: str, value: object) -> bytes:
+    """The reference order with the field at `path` ("items.0.sale") set to `value`, or
+    deleted for `...`, as a message."""
+    order = reference()
+    *parents, last = path.split(".")
+    target: Any = order
+    for key in parents:
+        target = target[int(key)] if key.isdigit() else target[key]
+    if value is ...:
+        del target[last]
+    else:
+        target[int(last) if last.isdigit() else last] = value
+    return json.dumps(order).encode()
+
+
 def as_order(raw: bytes | dict[str, Any]) -> Order:
     result = decode_order(raw if isinstance(raw, bytes) else json.dumps(raw).encode())
-    assert isinstance(result, Order), result
-    return result
+    assert isinstance(result, tuple), result
+    return result[0]
 
 
 def random_orders(count: int, seed: int = 0) -> list[Order]:

@@ -68,6 +68,11 @@ def test_the_predecessors_variable_names_are_read() -> None:
         ("HTTP_PORT", "--5", "Config 'HTTP_PORT' has value '--5'. Expected an integer"),
         ("HTTP_PORT", "8\u00b2", "Config 'HTTP_PORT' has value '8\u00b2'. Expected an integer"),
         ("CACHE_SIZE", "1_000", "Config 'CACHE_SIZE' has value '1_000'. Expected an integer"),
+        (
+            "ORDER_UNKNOWN_FIELDS",
+            "ignore",
+            "Config 'ORDER_UNKNOWN_FIELDS' has value 'ignore'. Expected one of refuse, keep.",
+        ),
     ],
 )
 def test_a_bad_value_names_the_variable_and_what_was_expected(

@@ -53,12 +53,11 @@ from service.ingest.deadletter import DeadLetters
 from service.ingest.kafka import consumer_config, ensure_topics
 from service.ingest.offsets import OffsetCommits
 from service.ingest.progress import IngestProgress
-from service.model import Rejection, decode_order, encode_order
+from service.model import Document, Rejection, decode_order
 from service.observability import metrics
 from service.store.copy_in import CopyBatch
 from service.store.db import connect
 from service.store.migrate import require_current
-from service.store.rows import Document
 from service.store.writer import OrderWriter, Written
 
 log = logging.getLogger(__name__)
@@ -190,14 +189,13 @@ class OrderConsumer:
                 continue
             batch.consumed += 1
             batch.offsets[(message.topic() or "", message.partition() or 0)] = message.offset() or 0
-            result = decode_order(message.value() or b"")
+            result = decode_order(message.value() or b"", self._settings.unknown_fields)
             if isinstance(result, Rejection):
                 self._dead_letter(message, result.kind, result.reason)
                 continue
             batch.valid += 1
-            body = encode_order(result)
-            if batch.copy.add(result, body):
-                batch.tagged.append(((result, body), message))
+            if batch.copy.add(*result):
+                batch.tagged.append((result, message))
 
     def _advance(self) -> None:
         """Once the batch in the database is stored, send the gathered one after it (stage 2),

@@ -18,11 +18,10 @@ from psycopg import abc, adapt, postgres
 from psycopg._copy_base import format_row_binary, format_row_text
 from psycopg.pq import Format
 
-from service.model import Order
+from service.model import Document, Order
 from service.store.rows import (
     BINARY_TYPES,
     TABLES,
-    Document,
     delivery_row,
     item_rows,
     order_row,

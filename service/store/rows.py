@@ -126,6 +126,3 @@ def item_rows(order: Order) -> Iterator[Row]:
             i.brand,
             i.status,
         )
-
-
-Document = tuple[Order, bytes]  # an order and its encoded body

@@ -20,9 +20,10 @@ from psycopg import Cursor
 from psycopg.errors import UniqueViolation
 
 from service.errors import StoreRejected
+from service.model import Document
 from service.store.copy_in import CopyBatch
 from service.store.db import Connection, translated_errors
-from service.store.rows import BINARY_TYPES, TABLES, Document
+from service.store.rows import BINARY_TYPES, TABLES
 
 Tag = TypeVar("Tag")
 Cursor_ = Cursor[tuple[Any, ...]]

@@ -35,6 +35,10 @@ migrate-down steps="1":
 migrate-version:
     {{python}} -m service migrate version
 
+# The JSON Schema every message on the order topic must meet (ORDER_UNKNOWN_FIELDS decides).
+schema:
+    {{python}} -m service schema
+
 # Send demo orders: just produce 1000, or at a rate: just produce 100000 --rate 500.
 produce count="100" *args="":
     {{python}} -m service produce --count {{count}} {{args}}

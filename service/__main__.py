@@ -1,4 +1,5 @@
-"""`python -m service`: run everything, or one part (consume, serve, produce, migrate)."""
+"""`python -m service`: run everything, or one part (consume, serve, produce, migrate), or print
+the message contract (schema)."""
 
 import argparse
 import logging
@@ -40,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
         help="also send the reference order (web/example-order.json)",
     )
     produce.add_argument("--seed", type=int, default=None)
+    commands.add_parser("schema", help="print the JSON Schema of a message on the order topic")
     migrate = commands.add_parser("migrate", help="database schema migrations")
     migrate.add_argument("direction", choices=["up", "down", "version"])
     migrate.add_argument("steps", nargs="?", type=int, default=1, help="for down: how many")
@@ -86,6 +88,13 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema(settings: Settings, _: argparse.Namespace) -> int:
+    from service.model.contract import order_schema_json
+
+    sys.stdout.buffer.write(order_schema_json(settings.unknown_fields) + b"\n")
+    return 0
+
+
 # Imported inside each command: the metrics module must see METRICS_DIR before
 # prometheus_client loads.
 _COMMANDS = {
@@ -94,6 +103,7 @@ _COMMANDS = {
     "consume": _consume,
     "produce": _produce,
     "migrate": _migrate,
+    "schema": _schema,
 }
 
 

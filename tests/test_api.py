@@ -8,6 +8,7 @@ import pytest
 
 from service.config import Settings
 from service.model import Order, encode_order
+from service.model.contract import order_schema_json
 from tests.fix_db import store
 from tests.fix_load import metric
 from tests.fix_processes import free_port, infra, service_process, service_url, wait_until_ready
@@ -85,6 +86,9 @@ def test_health_readiness_metrics_and_schema_answer(api_url: str) -> None:
         assert name in text
     schema = httpx.get(f"{api_url}/schema/openapi.json").json()
     assert "/order/{order_uid}" in schema["paths"]
+    contract = httpx.get(f"{api_url}/schema/order.json")
+    assert contract.headers["content-type"] == "application/schema+json"
+    assert contract.content == order_schema_json("refuse")
 
 
 def test_with_postgresql_down_hits_still_work_and_misses_are_503(

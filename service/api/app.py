@@ -7,6 +7,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 
+from service.api.contract import message_schema
 from service.api.dispatch import Dispatcher
 from service.api.health import healthz, prometheus_metrics, readyz
 from service.api.orders import get_order, recent_orders
@@ -28,6 +29,7 @@ def create_app(settings: Settings) -> Litestar:
             get_order,
             healthz,
             readyz,
+            message_schema,
             *optional,
             page,
             static_router(Path(settings.web_dir)),

@@ -8,11 +8,13 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from bench.common import create_database, drop_database
 from service.config import Settings
 from service.store.db import connect
 from service.store.writer import OrderWriter
+from tests.fix_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.fix_db import Conn
 from tests.fix_processes import free_port, infra, service_process, service_url, wait_until_ready
 
@@ -38,6 +40,17 @@ def base_env() -> dict[str, str]:
         "HTTP_PORT": os.environ.get("TEST_HTTP_PORT") or str(free_port()),
         "LOG_LEVEL": "INFO",
     }
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    """Headless Chromium for the page tests, one for the run."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")

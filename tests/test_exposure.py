@@ -20,16 +20,16 @@ def paths(environ: dict[str, str]) -> set[str]:
     return {route.path for route in create_app(load_settings(environ)).routes}
 
 
-def test_by_default_metrics_and_recent_orders_are_on_the_public_port() -> None:
-    assert {"/metrics", "/orders"} <= paths({})
+def test_by_default_metrics_status_and_recent_orders_are_on_the_public_port() -> None:
+    assert {"/metrics", "/status", "/status.json", "/orders"} <= paths({})
 
 
 def test_recent_orders_can_be_turned_off() -> None:
     assert "/orders" not in paths({"RECENT_ORDERS": "off"})
 
 
-def test_an_internal_metrics_port_takes_metrics_off_the_public_one() -> None:
-    assert "/metrics" not in paths({"METRICS_PORT": "9464"})
+def test_an_internal_metrics_port_takes_metrics_and_status_off_the_public_one() -> None:
+    assert not {"/metrics", "/status", "/status.json"} & paths({"METRICS_PORT": "9464"})
 
 
 @pytest.mark.integration
@@ -49,6 +49,15 @@ def test_internal_metrics_and_a_token_for_recent_orders(service_env: dict[str, s
         assert internal.status_code == 200
         assert "cache_entries " in internal.text
         assert httpx.get(f"http://127.0.0.1:{metrics_port}/orders").status_code == 404
+        assert httpx.get(f"{url}/status").status_code == 404
+        page = httpx.get(f"http://127.0.0.1:{metrics_port}/status")
+        assert page.status_code == 200
+        assert "content-security-policy" in page.headers
+        for asset in ("status.js", "status.css", "style.css"):
+            assert httpx.get(f"http://127.0.0.1:{metrics_port}/static/{asset}").status_code == 200
+        document = httpx.get(f"http://127.0.0.1:{metrics_port}/status.json").json()
+        assert document["postgres"] == {"up": True, "detail": "answering"}
+        assert document["consumer"] is None
 
         refused = httpx.get(f"{url}/orders")
         assert refused.status_code == 401

@@ -13,16 +13,18 @@ from service.api.health import healthz, prometheus_metrics, readyz
 from service.api.orders import get_order, recent_orders
 from service.api.problems import EXCEPTION_HANDLERS
 from service.api.state import lifespan
+from service.api.status import status_document, status_page
 from service.api.web import page, static_router
 from service.config import Settings, load_settings
 
 
 def create_app(settings: Settings) -> Litestar:
     # What a deployment may keep off the public port (docs/deploying.md): the recent orders
-    # carry customer ids, and METRICS_PORT moves /metrics to an internal listener.
+    # carry customer ids, and METRICS_PORT moves /metrics and the status page to an internal
+    # listener.
     optional = [
         *([recent_orders] if settings.recent_orders else []),
-        *([] if settings.metrics_port else [prometheus_metrics]),
+        *([] if settings.metrics_port else [prometheus_metrics, status_page, status_document]),
     ]
     return Litestar(
         route_handlers=[

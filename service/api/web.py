@@ -7,17 +7,9 @@ from litestar import MediaType, Response, Router, get
 from litestar.response.base import ASGIResponse
 from litestar.static_files import create_static_files_router
 
+from service.api.page_headers import SECURITY_HEADERS
 from service.api.problems import AnyRequest
 from service.config import Settings
-
-SECURITY_HEADERS = {
-    "content-security-policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    ),
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-}
 
 
 @get(["/", "/info/", "/info", "/order.html"], sync_to_thread=False, include_in_schema=False)

@@ -76,13 +76,22 @@ GIL_SWITCH_INTERVAL_S = 0.0002
 
 
 class _Stats(msgspec.Struct):
-    """The part of librdkafka's statistics JSON that gives consumer lag."""
+    """The parts of librdkafka's statistics JSON the service reports: lag and brokers."""
 
     topics: dict[str, dict[str, Any]] = {}
+    brokers: dict[str, dict[str, Any]] = {}
 
 
-def _lag_from_stats(raw: str) -> int:
+def _on_stats(progress: IngestProgress, raw: str) -> None:
     stats = msgspec.json.decode(raw, type=_Stats)
+    # The bootstrap and group-coordinator entries are connections, not brokers (node id -1).
+    nodes = [broker for broker in stats.brokers.values() if broker.get("nodeid", -1) >= 0]
+    progress.set_kafka(
+        _lag(stats), connected=sum(b.get("state") == "UP" for b in nodes), known=len(nodes)
+    )
+
+
+def _lag(stats: _Stats) -> int:
     lag = 0
     for topic in stats.topics.values():
         for partition_id, partition in topic.get("partitions", {}).items():
@@ -124,7 +133,7 @@ class OrderConsumer:
         self._commits = OffsetCommits()
         self._dead_letters = DeadLetters(settings)
         config = consumer_config(settings)
-        config["stats_cb"] = lambda raw: self.progress.set_lag(_lag_from_stats(raw))
+        config["stats_cb"] = lambda raw: _on_stats(self.progress, raw)
         config["error_cb"] = lambda error: log.warning("kafka: %s", error)
         config["on_commit"] = self._on_commit
         self._consumer = Consumer(config)

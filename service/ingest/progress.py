@@ -47,9 +47,13 @@ class IngestProgress:
         metrics.ORDERS_DUPLICATE.inc(duplicates)
         metrics.BATCH_SECONDS.observe(seconds)
 
-    def set_lag(self, lag: int) -> None:
+    def set_kafka(self, lag: int, connected: int, known: int) -> None:
+        """From librdkafka's statistics: the lag, and how many of the brokers it knows it is
+        connected to."""
         self.lag = lag
         metrics.CONSUMER_LAG.set(lag)
+        metrics.KAFKA_BROKERS_UP.set(connected)
+        metrics.KAFKA_BROKERS.set(known)
 
     def maybe_log(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -24,7 +24,10 @@ from prometheus_client import (  # noqa: E402 - must follow the environment set-
     Histogram,
     generate_latest,
 )
-from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
+from prometheus_client.multiprocess import (  # noqa: E402
+    MultiProcessCollector,
+    mark_process_dead,
+)
 
 ORDERS_CONSUMED = Counter("orders_consumed", "Messages read from the order topic")
 ORDERS_STORED = Counter("orders_stored", "Orders newly written to PostgreSQL")
@@ -37,6 +40,16 @@ BATCH_SECONDS = Histogram(
 )
 CONSUMER_LAG = Gauge(
     "consumer_lag", "Messages in the order topic not yet consumed", multiprocess_mode="livesum"
+)
+KAFKA_BROKERS_UP = Gauge(
+    "kafka_brokers_up",
+    "Brokers of the cluster the consumer is connected to (librdkafka's statistics)",
+    multiprocess_mode="livesum",
+)
+KAFKA_BROKERS = Gauge(
+    "kafka_brokers",
+    "Brokers of the cluster the consumer knows of (librdkafka's statistics)",
+    multiprocess_mode="livesum",
 )
 HTTP_REQUESTS = Counter("http_requests", "HTTP responses by status code", ["status"])
 HTTP_REQUEST_SECONDS = Histogram(
@@ -56,6 +69,12 @@ DOCUMENT_READS = Counter(
 )
 
 
+def forget_process(pid: int) -> None:
+    """Drop an exited process's live gauges (lag, brokers): a restarted consumer's would
+    otherwise add up with the last one's."""
+    mark_process_dead(pid, str(METRICS_DIR))  # type: ignore[no-untyped-call]
+
+
 def reset_metrics_dir() -> None:
     """Forget the values of processes from an earlier run."""
     shutil.rmtree(METRICS_DIR, ignore_errors=True)
@@ -65,11 +84,26 @@ def reset_metrics_dir() -> None:
 CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
+def _registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(METRICS_DIR))  # type: ignore[no-untyped-call]
+    return registry
+
+
+def samples() -> list[tuple[str, dict[str, str], float]]:
+    """Every process's metrics summed, as (sample name, labels, value): what a scrape would
+    read, without the text format."""
+    return [
+        (sample.name, sample.labels, sample.value)
+        for family in _registry().collect()
+        for sample in family.samples
+    ]
+
+
 def render(cache: CacheStats, extra: list[str]) -> bytes:
     """The Prometheus text exposition of every process's metrics, the cache's figures and
     `extra` lines."""
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(METRICS_DIR))  # type: ignore[no-untyped-call]
+    registry = _registry()
     extra = [
         *extra,
         *_family("cache_entries", "gauge", "Orders in the shared cache", cache.entries),

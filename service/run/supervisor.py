@@ -15,6 +15,7 @@ import time
 from collections import deque
 
 from service.errors import OPERATOR_ERROR_EXIT, ConsumerCrashLoop, ConsumerStopped
+from service.observability import metrics
 from service.run import consumer_state
 from service.run.consumer_state import ConsumerState
 
@@ -93,6 +94,8 @@ class ConsumerSupervisor:
         self._forget_process()
 
     def _forget_process(self) -> None:
+        if self._process is not None:
+            metrics.forget_process(self._process.pid)
         if self._exit_fd is not None:
             os.close(self._exit_fd)
         self._process = None

@@ -27,6 +27,8 @@ READ_TIMEOUT_S = 3.0
 # Reads abandoned at their deadline, referenced until they finish.
 _abandoned: set[asyncio.Future[list[tuple[Any, ...]]]] = set()
 
+# A read of the table misses use: it needs the schema and the privilege, not only a connection.
+PING = "SELECT 1 FROM order_documents LIMIT 0"
 DOCUMENTS_BY_UID = "SELECT order_uid, body FROM order_documents WHERE order_uid = ANY(%s)"
 
 # The newest `limit` orders' bodies in storage order, which is arrival order: if the cache
@@ -126,7 +128,7 @@ async def fetch_recent(pool: Pool, limit: int) -> list[OrderSummary]:
 async def ping(pool: Pool) -> None:
     """Raise StoreUnavailable unless a read of the table misses use goes through, or
     StoreMisconfigured when the schema or a privilege is missing."""
-    await _query(pool, "SELECT 1 FROM order_documents LIMIT 0", ())
+    await _query(pool, PING, ())
 
 
 @contextmanager

@@ -7,12 +7,14 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from confluent_kafka import Message
+from confluent_kafka import Consumer, Message
 
 from service.config import Settings, load_settings
-from service.errors import OPERATOR_ERROR_EXIT
-from service.ingest.kafka import ensure_topics
+from service.errors import OPERATOR_ERROR_EXIT, ReplayRefused
+from service.ingest.kafka import checked_admin, consumer_config, ensure_topics
 from service.model import Order, encode_order
+from service.recovery import replay
+from service.recovery.replay import Move
 from tests.fix_db import Conn, assert_stored_exactly, stored_count
 from tests.fix_kafka import assignment, committed, produce, read_all, topic_size, topics, unread
 from tests.fix_processes import Completed, run_service, service_process, wait_for
@@ -52,6 +54,12 @@ def _consume_all(env: dict[str, str]) -> None:
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
     wait_for(lambda: not assignment(brokers, group), what="the consumer gone from the group")
+
+
+def _assigned(member: Consumer) -> bool:
+    """Whether `member` has partitions, after serving its group protocol for a moment."""
+    member.poll(0.2)
+    return bool(member.assignment())
 
 
 def _forget(db: Conn, orders: list[Order]) -> None:
@@ -133,6 +141,25 @@ def test_replay_is_refused_while_the_group_has_a_member(env: dict[str, str]) -> 
     assert re.search(r"member \S+ \(client \S+ on \S+\)", result.stderr), result.stderr
     assert "Stop its consumers first" in result.stderr
     assert "→" not in result.stdout
+
+
+def test_kafka_refuses_the_move_itself_when_a_member_joins_after_the_check(
+    env: dict[str, str],
+) -> None:
+    """The move of a member joining between replay's look at the group and its commit."""
+    settings = load_settings(env)
+    brokers, group, topic = env["KAFKA_BROKERS"], env["KAFKA_GROUP"], env["KAFKA_TOPIC"]
+    _produce(env, random_orders(30, seed=9105))
+    member = Consumer(consumer_config(settings))
+    member.subscribe([topic])
+    try:
+        wait_for(lambda: _assigned(member), what="a member assigned")
+        moves = [Move(p, None, 0) for p in committed(brokers, group, topic)]
+        with pytest.raises(ReplayRefused, match="A consumer joined group"):
+            replay._alter(settings, checked_admin(settings), moves)
+        assert set(committed(brokers, group, topic).values()) == {None}
+    finally:
+        member.close()
 
 
 def test_a_dry_run_prints_the_moves_and_changes_nothing(env: dict[str, str]) -> None:

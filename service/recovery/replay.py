@@ -115,17 +115,15 @@ def _alter(settings: Settings, admin: AdminClient, moves: Iterable[Move]) -> Non
         group, [TopicPartition(settings.kafka_topic, m.partition, m.new) for m in moves]
     )
     futures = admin.alter_consumer_group_offsets([request], request_timeout=ADMIN_TIMEOUT_S)
-    try:
-        answer: ConsumerGroupTopicPartitions = _result(settings, futures[group])
-    except BrokerUnavailable as exc:
-        # Kafka refuses to move a group's offsets while it has members: one joined after the
-        # check above.
-        if isinstance(exc.__cause__, KafkaException) and _joined(exc.__cause__.args[0]):
-            raise _joined_meanwhile(group) from exc
-        raise
+    answer: ConsumerGroupTopicPartitions = _result(settings, futures[group])
     refused = [tp for tp in answer.topic_partitions or [] if tp.error is not None]
     if any(_joined(tp.error) for tp in refused):
-        raise _joined_meanwhile(group)
+        # Kafka refuses to move the offsets of a group with members (each partition answers
+        # UNKNOWN_MEMBER_ID): one joined after the check above.
+        raise ReplayRefused(
+            f"A consumer joined group {group!r} while its offsets were being moved, and Kafka "
+            "refused the move. Stop every consumer of the group, then replay again."
+        )
     if refused:
         raise BrokerUnavailable(
             f"Kafka at {settings.kafka_brokers} refused the new offsets of group {group!r}: "
@@ -134,18 +132,7 @@ def _alter(settings: Settings, admin: AdminClient, moves: Iterable[Move]) -> Non
 
 
 def _joined(error: object) -> bool:
-    return isinstance(error, KafkaError) and error.code() in (
-        KafkaError.UNKNOWN_MEMBER_ID,
-        KafkaError.REBALANCE_IN_PROGRESS,
-        KafkaError.ILLEGAL_GENERATION,
-    )
-
-
-def _joined_meanwhile(group: str) -> ReplayRefused:
-    return ReplayRefused(
-        f"A consumer joined group {group!r} while its offsets were being moved, and Kafka "
-        "refused the move: nothing changed. Stop every consumer of the group, then replay again."
-    )
+    return isinstance(error, KafkaError) and error.code() == KafkaError.UNKNOWN_MEMBER_ID
 
 
 def _result(settings: Settings, future: "Future[_T]") -> _T:

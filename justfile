@@ -43,6 +43,11 @@ schema:
 produce count="100" *args="":
     {{python}} -m service produce --count {{count}} {{args}}
 
+# Re-read the order topic from a time, with every consumer stopped: just replay --since 6h,
+# just replay --since 2026-12-06T09:30 --dry-run (see the README's Operations).
+replay *args="":
+    {{python}} -m service replay {{args}}
+
 # The full test suite against real PostgreSQL, Kafka and Chromium.
 test *args="": test-deps
     {{python}} -m pytest {{args}}

@@ -1,5 +1,5 @@
-"""`python -m service`: run everything, or one part (consume, serve, produce, migrate), or print
-the message contract (schema)."""
+"""`python -m service`: run everything, or one part (consume, serve, produce, migrate); print
+the message contract (schema); replay the order topic from a time."""
 
 import argparse
 import logging
@@ -45,6 +45,17 @@ def _parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="database schema migrations")
     migrate.add_argument("direction", choices=["up", "down", "version"])
     migrate.add_argument("steps", nargs="?", type=int, default=1, help="for down: how many")
+    replay = commands.add_parser(
+        "replay", help="move the consumer group back to the first message at or after a time"
+    )
+    replay.add_argument(
+        "--since",
+        required=True,
+        help="ISO 8601 time (UTC unless it has an offset) or a duration ago: 30m, 6h, 2d",
+    )
+    replay.add_argument(
+        "--dry-run", action="store_true", help="print the offsets it would set, change nothing"
+    )
     return parser
 
 
@@ -95,6 +106,23 @@ def _schema(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from service.recovery.replay import replay
+    from service.recovery.when import parse_instant
+
+    since = parse_instant(args.since)
+    moves = replay(settings, since, args.dry_run)
+    verb = "would move (dry run)" if args.dry_run else "moved"
+    print(
+        f"group {settings.kafka_group!r} {verb} to the first message at or after "
+        f"{since.isoformat()} on topic {settings.kafka_topic!r}:"
+    )
+    for move in moves:
+        old = "none" if move.old is None else str(move.old)
+        print(f"  partition {move.partition}: {old} → {move.new}")
+    return 0
+
+
 # Imported inside each command: the metrics module must see METRICS_DIR before
 # prometheus_client loads.
 _COMMANDS = {
@@ -104,6 +132,7 @@ _COMMANDS = {
     "produce": _produce,
     "migrate": _migrate,
     "schema": _schema,
+    "replay": _replay,
 }
 
 

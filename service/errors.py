@@ -65,5 +65,10 @@ class ConsumerCrashLoop(ServiceError):
     """The consumer process keeps dying soon after each restart; restarting it more is futile."""
 
 
+class ReplayRefused(OperatorError):
+    """The consumer group's offsets cannot be moved as asked: the group has active members, or
+    the topic does not exist."""
+
+
 class ConsumerStopped(OperatorError):
     """The consumer stopped on an operator error; restarting it cannot help."""

@@ -1,5 +1,5 @@
 """The real broker in the tests: producing (at once or paced over a while), reading a topic
-back, sizing it, and the consumer group's assignment and lag."""
+back, sizing it, and the consumer group's assignment, lag and committed offsets."""
 
 import threading
 import time
@@ -170,3 +170,19 @@ def unread(brokers: str, group: str, topic: str) -> int:
         )
     finally:
         consumer.close()
+
+
+def committed(brokers: str, group: str, topic: str) -> dict[int, int | None]:
+    """The group's committed offset on each partition of `topic` (None where it has none)."""
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": group})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        answer = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return {tp.partition: tp.offset if tp.offset >= 0 else None for tp in answer}
+    finally:
+        consumer.close()
+
+
+def topics(brokers: str) -> set[str]:
+    """The names of every topic on the brokers."""
+    return set(AdminClient({"bootstrap.servers": brokers}).list_topics(timeout=10).topics)

@@ -2,7 +2,8 @@
 
 Every client the service makes (consumer, dead-letter producer, admin client, demo producer)
 gets its brokers, TLS and SASL settings from `client_config`, and the KAFKA_PROPERTY_*
-passthrough last. `ensure_topics` runs first in every process that talks to Kafka, and it
+passthrough last. `ensure_topics` runs first in every process that talks to Kafka (`replay`,
+which must not create the topic, starts with `checked_admin` instead), and it
 turns a refused password or an untrusted certificate into an error naming the setting, where
 librdkafka by itself would retry forever.
 """
@@ -156,12 +157,18 @@ def _check_access(settings: Settings, admin: AdminClient, errors: list[KafkaErro
             )
 
 
-def ensure_topics(settings: Settings) -> None:
-    """Check that Kafka lets us in, then create the order topic and its dead-letter topic if
-    they do not exist yet."""
+def checked_admin(settings: Settings) -> AdminClient:
+    """An admin client of brokers that have let us in (see `_check_access`)."""
     errors: list[KafkaError] = []
     admin = _admin(settings, errors)
     _check_access(settings, admin, errors)
+    return admin
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Check that Kafka lets us in, then create the order topic and its dead-letter topic if
+    they do not exist yet."""
+    admin = checked_admin(settings)
     topics = [
         NewTopic(settings.kafka_topic, settings.kafka_partitions, settings.kafka_replication),
         NewTopic(

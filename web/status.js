@@ -71,8 +71,11 @@
   }
 
   function kafka(status) {
-    const running = status.consumer === null || status.consumer.state === "running";
-    if (!running) {
+    if (status.consumer === null) {
+      setText("kafka", "not watched here");
+      return null;
+    }
+    if (status.consumer.state !== "running") {
       setText("kafka", "unknown");
       return null;
     }

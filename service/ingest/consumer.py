@@ -84,8 +84,12 @@ class _Stats(msgspec.Struct):
 
 def _on_stats(progress: IngestProgress, raw: str) -> None:
     stats = msgspec.json.decode(raw, type=_Stats)
-    # The bootstrap and group-coordinator entries are connections, not brokers (node id -1).
-    nodes = [broker for broker in stats.brokers.values() if broker.get("nodeid", -1) >= 0]
+    # The brokers the cluster's metadata named (node id >= 0); the bootstrap and coordinator
+    # entries are connections (-1). With the cluster unreachable librdkafka drops the named
+    # ones, and the configured bootstrap servers are all there is to count.
+    nodes = [broker for broker in stats.brokers.values() if broker.get("nodeid", -1) >= 0] or [
+        broker for name, broker in stats.brokers.items() if name.endswith("/bootstrap")
+    ]
     progress.set_kafka(
         _lag(stats), connected=sum(b.get("state") == "UP" for b in nodes), known=len(nodes)
     )

@@ -114,26 +114,38 @@ def test_the_page_reads_at_a_phone_and_a_desktop_width(status_page: Page, width:
     screenshot(page, f"{width}px")
 
 
-def test_the_page_stays_up_and_says_so_while_postgresql_is_down(
-    status_page: Page, settings: Settings
+@pytest.mark.parametrize(
+    ("server", "stop", "start", "figure", "up", "down", "banner"),
+    [
+        (
+            "postgres.sh",
+            "stop",
+            "start",
+            "#postgres",
+            "answering",
+            "down",
+            "PostgreSQL is unavailable",
+        ),
+        ("kafka.sh", "down", "up", "#kafka", "1 of 1 up", "0 of 1 up", "Kafka is unreachable"),
+    ],
+    ids=["postgresql", "kafka"],
+)
+def test_the_page_stays_up_and_says_so_while_a_server_is_down(
+    status_page: Page,
+    settings: Settings,
+    server: str,
+    stop: str,
+    start: str,
+    figure: str,
+    up: str,
+    down: str,
+    banner: str,
 ) -> None:
     page = status_page
-    with outage(settings, "postgres.sh", "stop", "start"):
-        expect(page.locator("#postgres")).to_have_text("down", timeout=30_000)
-        expect(page.locator("#banner")).to_contain_text("PostgreSQL is unavailable")
+    expect(page.locator(figure)).to_have_text(up)
+    with outage(settings, server, stop, start):
+        expect(page.locator(figure)).to_have_text(down, timeout=60_000)
+        expect(page.locator("#banner")).to_contain_text(banner)
         wait_for_updates(page, 2)
-        screenshot(page, "postgresql-down")
-    expect(page.locator("#postgres")).to_have_text("answering", timeout=30_000)
-
-
-def test_the_page_stays_up_and_says_so_while_kafka_is_down(
-    status_page: Page, settings: Settings
-) -> None:
-    page = status_page
-    expect(page.locator("#kafka")).to_have_text("1 of 1 up")
-    with outage(settings, "kafka.sh", "down", "up"):
-        expect(page.locator("#kafka")).to_have_text("0 of 1 up", timeout=60_000)
-        expect(page.locator("#banner")).to_contain_text("Kafka is unreachable")
-        wait_for_updates(page, 2)
-        screenshot(page, "kafka-down")
-    expect(page.locator("#kafka")).to_have_text("1 of 1 up", timeout=60_000)
+        screenshot(page, f"{server.removesuffix('.sh')}-down")
+    expect(page.locator(figure)).to_have_text(up, timeout=60_000)

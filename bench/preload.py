@@ -31,7 +31,8 @@ DATABASE = "orders_bench"
 
 @dataclass(frozen=True, slots=True)
 class Preloaded:
-    """A fresh database, a topic holding `orders`, and the environment pointing at both."""
+    """A fresh database, `orders` (in the topic once preloaded), and the environment pointing
+    at both."""
 
     settings: Settings
     env: dict[str, str]
@@ -57,8 +58,8 @@ def count_orders(conn: psycopg.Connection[tuple[object, ...]]) -> int:
     return int(str(row[0])) if row else 0
 
 
-def preloaded(count: int, batch_size: int = BATCH_SIZE, database: str = DATABASE) -> Preloaded:
-    """`count` random orders in a new topic, and a fresh database for the consumer."""
+def generated(count: int, batch_size: int = BATCH_SIZE, database: str = DATABASE) -> Preloaded:
+    """`count` random orders, not sent yet, and a fresh database for the consumer."""
     run = uuid.uuid4().hex[:8]
     base = {
         **os.environ,
@@ -71,10 +72,16 @@ def preloaded(count: int, batch_size: int = BATCH_SIZE, database: str = DATABASE
     settings = fresh_database(base, database)
     rng = random.Random(7)
     orders = [random_order(rng) for _ in range(count)]
-    items = sum(len(o.items) for o in orders)
-    log(f"preloading {count:,} orders ({items:,} items) into {settings.kafka_topic}")
-    preload(settings, orders)
     return Preloaded(settings, {**base, "POSTGRES_DB": settings.postgres_db}, orders)
+
+
+def preloaded(count: int, batch_size: int = BATCH_SIZE, database: str = DATABASE) -> Preloaded:
+    """`count` random orders in a new topic, and a fresh database for the consumer."""
+    data = generated(count, batch_size, database)
+    items = sum(len(o.items) for o in data.orders)
+    log(f"preloading {count:,} orders ({items:,} items) into {data.settings.kafka_topic}")
+    preload(data.settings, data.orders)
+    return data
 
 
 @contextmanager

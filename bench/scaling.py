@@ -1,8 +1,15 @@
 """Scaling benchmark: ingest orders/s with 1, 2 and 3 consumer processes in one group, reading
-the same preloaded topic (KAFKA_PARTITIONS, 6 by default), and where the CPU went meanwhile.
+the same orders from a topic of KAFKA_PARTITIONS (6 by default), and where the CPU went.
 
-Each run gets a new consumer group and an emptied database. The rate is counted only once every
-consumer holds partitions (the group is stable), until the last order is stored. CPU time is
+Each run gets a new topic, consumer group and an emptied database. The orders are produced only
+once every consumer holds partitions (the group is stable), and the rate is counted from then
+until the last order is stored. The orders were generated beforehand, and the producer outruns
+the consumers (its rate is reported beside theirs). Consuming a topic filled beforehand would
+not measure n consumers: the broker hands a new group's partitions to its first member at once
+(`group.initial.rebalance.delay.ms=0`), which drains much of the topic alone while the others
+start, and the rest is timed only after that.
+
+CPU time is read CPU time is
 read from /proc for the consumers, the PostgreSQL processes serving them (their backends plus
 WAL writer, checkpointer and background writer) and the Kafka broker, and set against the
 machine's busy time: the consumers' share says whether Python or the database bounds ingest.
@@ -14,9 +21,10 @@ Its ceiling is perfect scaling, n times one consumer's rate.
 import argparse
 import os
 import subprocess
+import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +33,18 @@ from confluent_kafka.admin import AdminClient
 
 from bench import cli
 from bench.common import REPO, log, result
-from bench.preload import cache_region, check_alive, consumer, count_orders, preloaded, wait_stored
+from bench.preload import (
+    cache_region,
+    check_alive,
+    consumer,
+    count_orders,
+    generated,
+    preload,
+    wait_stored,
+)
 from service.config import Settings
+from service.ingest.kafka import ensure_topics
+from service.model import Order
 from service.store.rows import TABLES
 
 CONSUMERS = (1, 2, 3)
@@ -101,13 +119,29 @@ def group_is_stable(admin: AdminClient, group: str, members: int) -> bool:
     return len(held) == members and all(held)
 
 
+class Producing(threading.Thread):
+    """`orders` sent to the topic of `settings` beside the measurement, timed."""
+
+    def __init__(self, settings: Settings, orders: list[Order]) -> None:
+        super().__init__(name="producing")
+        self._settings, self._orders = settings, orders
+        self.seconds = 0.0
+
+    def run(self) -> None:
+        started = time.perf_counter()
+        preload(self._settings, self._orders)
+        self.seconds = time.perf_counter() - started
+
+
 def run_consumers(
-    settings: Settings, env: dict[str, str], count: int, total: int
+    settings: Settings, env: dict[str, str], count: int, orders: list[Order]
 ) -> dict[str, Any]:
-    """`count` consumer processes in a new group, filling one cache region as the consumer of
-    `python -m service run` does, until `total` orders are stored."""
+    """`count` consumer processes in a new group on a new topic, filling one cache region as the
+    consumer of `python -m service run` does, while `orders` are produced to the topic."""
     group = f"{settings.kafka_group}-{count}"
-    run_env = {**env, "KAFKA_GROUP": group}
+    settings = replace(settings, kafka_topic=f"{settings.kafka_topic}-{count}", kafka_group=group)
+    ensure_topics(settings)
+    run_env = {**env, "KAFKA_GROUP": group, "KAFKA_TOPIC": settings.kafka_topic}
     admin = AdminClient({"bootstrap.servers": settings.kafka_brokers})
     with (
         psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn,
@@ -120,8 +154,11 @@ def run_consumers(
             check_alive(processes)
             time.sleep(0.1)
         first = sample(conn, settings.postgres_db, processes)
-        wait_stored(conn, processes, total)
+        producing = Producing(settings, orders)
+        producing.start()
+        wait_stored(conn, processes, len(orders))
         last = sample(conn, settings.postgres_db, processes)
+        producing.join()
     seconds = last.at - first.at
     consumer_cores = [
         (b - a) / seconds for a, b in zip(first.consumers, last.consumers, strict=True)
@@ -130,6 +167,7 @@ def run_consumers(
         "orders_per_s": (last.stored - first.stored) / seconds,
         "counted_orders": last.stored - first.stored,
         "seconds": seconds,
+        "produced_per_s": len(orders) / producing.seconds,
         "consumer_cores": consumer_cores,
         "postgres_cores": (last.postgres - first.postgres) / seconds,
         "kafka_cores": (last.kafka - first.kafka) / seconds,
@@ -149,6 +187,7 @@ def figures(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
             "ratio": round(run["orders_per_s"] / (count * one), 3),
             "counted_orders": run["counted_orders"],
             "seconds": round(run["seconds"], 2),
+            "produced_per_s": round(run["produced_per_s"]),
             "consumer_cores": [round(c, 2) for c in run["consumer_cores"]],
             "postgres_cores": round(run["postgres_cores"], 2),
             "kafka_cores": round(run["kafka_cores"], 2),
@@ -158,16 +197,17 @@ def figures(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure(quick: bool) -> dict[str, Any]:
-    """Preload once; consume it with 1, 2 and 3 consumers, each in its own group."""
-    data = preloaded(60_000 if quick else 200_000, database="orders_bench_scaling")
+    """The same orders consumed by 1, 2 and 3 consumers, each in its own group and topic."""
+    data = generated(60_000 if quick else 200_000, database="orders_bench_scaling")
     runs: dict[int, dict[str, Any]] = {}
     for count in CONSUMERS:
         log(f"consuming {len(data.orders):,} orders with {count} consumer process(es)")
-        runs[count] = run_consumers(data.settings, data.env, count, len(data.orders))
+        runs[count] = run_consumers(data.settings, data.env, count, data.orders)
         cores = " + ".join(f"{c:.2f}" for c in runs[count]["consumer_cores"])
         run = runs[count]
         log(
-            f"{count}: {run['orders_per_s']:,.0f} orders/s; cores: consumers {cores}, "
+            f"{count}: {run['orders_per_s']:,.0f} orders/s (produced at "
+            f"{run['produced_per_s']:,.0f}/s); cores: consumers {cores}, "
             f"PostgreSQL {run['postgres_cores']:.2f}, Kafka {run['kafka_cores']:.2f}, "
             f"machine {run['machine_busy_cores']:.2f} of {os.cpu_count()}"
         )

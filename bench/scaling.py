@@ -33,6 +33,7 @@ from confluent_kafka.admin import AdminClient
 
 from bench import cli
 from bench.common import REPO, log, result
+from bench.cpu import cpu_seconds, machine_busy_seconds, postgres_cpu_seconds
 from bench.preload import (
     cache_region,
     check_alive,
@@ -48,26 +49,7 @@ from service.model import Order
 from service.store.rows import TABLES
 
 CONSUMERS = (1, 2, 3)
-_TICKS = os.sysconf("SC_CLK_TCK")
 _KAFKA_PIDFILE = Path(os.environ.get("ORDERS_STATE_DIR", REPO / ".local")) / "kafka/kafka.pid"
-_PG_HELPERS = ("walwriter", "checkpointer", "background writer")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process `pid` so far (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def machine_busy_seconds() -> float:
-    """CPU time every core spent on anything but idle and iowait, since boot."""
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (
-        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
-    )
-    return (user + nice + system + irq + softirq + steal) / _TICKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,15 +69,6 @@ def kafka_pid() -> int | None:
         return None
 
 
-def postgres_pids(conn: psycopg.Connection[tuple[object, ...]], database: str) -> list[int]:
-    rows = conn.execute(
-        "SELECT pid FROM pg_stat_activity"
-        " WHERE (datname = %s AND pid <> pg_backend_pid()) OR backend_type = ANY(%s)",
-        (database, list(_PG_HELPERS)),
-    ).fetchall()
-    return [int(str(pid)) for (pid,) in rows]
-
-
 def sample(
     conn: psycopg.Connection[tuple[object, ...]],
     database: str,
@@ -106,7 +79,7 @@ def sample(
         at=time.perf_counter(),
         stored=count_orders(conn),
         consumers=[cpu_seconds(p.pid) for p in processes],
-        postgres=sum(cpu_seconds(pid) for pid in postgres_pids(conn, database)),
+        postgres=postgres_cpu_seconds(conn, database),
         kafka=cpu_seconds(broker) if broker else 0.0,
         busy=machine_busy_seconds(),
     )

@@ -14,7 +14,8 @@ from tests.orders import random_orders
 
 pytestmark = pytest.mark.integration
 
-LATEST = 2
+LATEST = 3
+DOCUMENTS = 2  # the migration that builds order_documents
 ALL_TABLES = {"orders", "deliveries", "payments", "items", "order_documents"}
 
 
@@ -56,8 +57,9 @@ def test_the_documents_migration_builds_a_body_for_every_order_already_stored(
             write_orders(writer, orders)
         finally:
             writer.close()
-        assert migrate.down(conn, directory, 1) == [LATEST]
-        assert migrate.up(conn, directory) == [LATEST]
+        back = LATEST - DOCUMENTS + 1
+        assert migrate.down(conn, directory, back) == list(range(LATEST, DOCUMENTS - 1, -1))
+        assert migrate.up(conn, directory) == list(range(DOCUMENTS, LATEST + 1))
         for order in orders:
             body = stored_body(conn, order.order_uid)
             assert body is not None

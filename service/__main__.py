@@ -1,9 +1,11 @@
 """`python -m service`: run everything, or one part (consume, serve, produce, migrate); print
-the message contract (schema); replay the order topic from a time."""
+the message contract (schema); replay the order topic from a time; read and re-drive the dead
+letters (dlq)."""
 
 import argparse
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from service.config import Settings, load_settings
@@ -12,6 +14,8 @@ from service.observability import logs
 from service.run import gc_tuning
 
 log = logging.getLogger("service")
+
+_SINCE_HELP = "ISO 8601 time (UTC unless it has an offset) or a duration ago: 30m, 6h, 2d"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,12 +55,38 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--since",
         required=True,
-        help="ISO 8601 time (UTC unless it has an offset) or a duration ago: 30m, 6h, 2d",
+        help=_SINCE_HELP,
     )
     replay.add_argument(
         "--dry-run", action="store_true", help="print the offsets it would set, change nothing"
     )
+    _add_dlq(commands)
     return parser
+
+
+def _add_dlq(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    from typing import get_args
+
+    from service.model.codec import RejectionKind
+
+    kinds = [*get_args(RejectionKind), "db_rejected"]
+    dlq = commands.add_parser("dlq", help="read the dead-letter topic, re-drive what now passes")
+    actions = dlq.add_subparsers(dest="action", required=True)
+    actions.add_parser("stats", help="dead letters by kind and by hour, and how many re-driven")
+    show = actions.add_parser("show", help="the dead letters with their headers")
+    redrive = actions.add_parser(
+        "redrive", help="store the dead letters this build now accepts (first write wins)"
+    )
+    for action in (show, redrive):
+        action.add_argument("--kind", choices=kinds, default=None)
+        action.add_argument(
+            "--since", default=None, help=f"dead-lettered at or after: {_SINCE_HELP}"
+        )
+    show.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    redrive.add_argument("--until", default=None, help=f"dead-lettered before: {_SINCE_HELP}")
+    redrive.add_argument(
+        "--dry-run", action="store_true", help="report what it would do, change nothing"
+    )
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -123,6 +153,25 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _dlq(settings: Settings, args: argparse.Namespace) -> int:
+    from service.recovery import dlq_commands
+    from service.recovery.dead_letters import Selection
+    from service.recovery.when import parse_instant
+
+    def instant(text: str | None) -> datetime | None:
+        return None if text is None else parse_instant(text)
+
+    if args.action == "stats":
+        dlq_commands.stats(settings)
+        return 0
+    selection = Selection(args.kind, instant(args.since), instant(getattr(args, "until", None)))
+    if args.action == "show":
+        dlq_commands.show(settings, selection, args.limit)
+    else:
+        dlq_commands.run_redrive(settings, selection, args.dry_run)
+    return 0
+
+
 # Imported inside each command: the metrics module must see METRICS_DIR before
 # prometheus_client loads.
 _COMMANDS = {
@@ -133,6 +182,7 @@ _COMMANDS = {
     "migrate": _migrate,
     "schema": _schema,
     "replay": _replay,
+    "dlq": _dlq,
 }
 
 

@@ -33,6 +33,11 @@ ORDERS_CONSUMED = Counter("orders_consumed", "Messages read from the order topic
 ORDERS_STORED = Counter("orders_stored", "Orders newly written to PostgreSQL")
 ORDERS_DUPLICATE = Counter("orders_duplicate", "Valid orders whose order_uid was already stored")
 DEAD_LETTERS = Counter("dead_letters", "Messages sent to the dead-letter topic", ["kind"])
+DEAD_LETTERS_REDRIVEN = Counter(
+    "dead_letters_redriven",
+    "Dead letters `dlq redrive` checked again: stored, already_stored, still_refused",
+    ["outcome"],
+)
 BATCH_SECONDS = Histogram(
     "ingest_batch_seconds",
     "Time from a batch read to its offset commit",

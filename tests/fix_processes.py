@@ -1,7 +1,8 @@
 """Processes and infrastructure for the tests: the project's infra scripts, the service
 started as a subprocess, a cache region of a test's own, waiting for a state to be reached and
-for PostgreSQL and Kafka to come back after an outage."""
+for PostgreSQL and Kafka to come back after an outage, a topic consumed to its end."""
 
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from service.cache import SharedCache
 from service.config import Settings
+from tests.fix_kafka import assignment, unread
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -138,3 +140,14 @@ def wait_for(condition: Callable[[], bool], seconds: float = 90.0, what: str = "
             return
         time.sleep(0.2)
     raise AssertionError(f"{what} not reached within {seconds:.0f} s")
+
+
+def consume_all(env: dict[str, str]) -> None:
+    """Run the consumer until the group has committed the whole topic, then stop it cleanly
+    and wait until it has left the group."""
+    brokers, group, topic = env["KAFKA_BROKERS"], env["KAFKA_GROUP"], env["KAFKA_TOPIC"]
+    with service_process(env, "consume") as process:
+        wait_for(lambda: unread(brokers, group, topic) == 0, what="the topic committed")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    wait_for(lambda: not assignment(brokers, group), what="the consumer gone from the group")

@@ -6,7 +6,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from service.model import Order, decode_order
+from service.model import Order, decode_order, encode_order
 from service.produce import random_order
 
 REFERENCE = Path(__file__).resolve().parents[1] / "web" / "example-order.json"
@@ -50,3 +50,14 @@ def random_orders(count: int, seed: int = 0) -> list[Order]:
     test passes an integer seed no other test uses (hypothesis-drawn ones are strings)."""
     rng = random.Random(seed)
     return [random_order(rng) for _ in range(count)]
+
+
+def with_new_fields(order: Order, number: int) -> bytes:
+    """`order` as a producer with the new version sends it: fields appended to the order, its
+    delivery and each item, with values of every JSON kind but floats."""
+    message: dict[str, Any] = json.loads(encode_order(order))
+    message["delivery"]["floor"] = number % 30
+    for item in message["items"]:
+        item["gift_wrap"] = number % 2 == 0
+    message["loyalty"] = {"tier": f"tier-{number % 3}", "points": [number, None, "∞"]}
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()

@@ -2,7 +2,6 @@
 orders stored again by the next consumer."""
 
 import re
-import signal
 import time
 from datetime import UTC, datetime
 
@@ -17,7 +16,7 @@ from service.recovery import replay
 from service.recovery.replay import Move
 from tests.fix_db import Conn, assert_stored_exactly, stored_count
 from tests.fix_kafka import assignment, committed, produce, read_all, topic_size, topics, unread
-from tests.fix_processes import Completed, run_service, service_process, wait_for
+from tests.fix_processes import Completed, consume_all, run_service, service_process, wait_for
 from tests.orders import random_orders
 
 pytestmark = pytest.mark.integration
@@ -43,17 +42,6 @@ def _millis(message: Message) -> int:
 def _iso(millis: int) -> str:
     """The instant as ISO 8601 without an offset (UTC), to the millisecond."""
     return datetime.fromtimestamp(millis / 1000, UTC).replace(tzinfo=None).isoformat()
-
-
-def _consume_all(env: dict[str, str]) -> None:
-    """Run the consumer until the group has committed the whole topic, then stop it cleanly
-    and wait until it has left the group."""
-    brokers, group, topic = env["KAFKA_BROKERS"], env["KAFKA_GROUP"], env["KAFKA_TOPIC"]
-    with service_process(env, "consume") as process:
-        wait_for(lambda: unread(brokers, group, topic) == 0, what="the topic committed")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(60) == 0
-    wait_for(lambda: not assignment(brokers, group), what="the consumer gone from the group")
 
 
 def _assigned(member: Consumer) -> bool:
@@ -107,7 +95,7 @@ def test_replay_since_a_time_stores_again_exactly_what_came_after_it(
     wait_for(lambda: time.time() * 1000 > last_of_first + 1, what="a later millisecond")
     since = min(_millis(m) for m in _produce(env, second))
     assert since > last_of_first
-    _consume_all(env)
+    consume_all(env)
     assert_stored_exactly(db, first + second)
     at_end = committed(env["KAFKA_BROKERS"], env["KAFKA_GROUP"], env["KAFKA_TOPIC"])
 
@@ -116,13 +104,13 @@ def test_replay_since_a_time_stores_again_exactly_what_came_after_it(
     assert {p: old for p, (old, _) in moves.items()} == at_end
     # Each partition goes back by as many messages as it holds of the second phase.
     assert sum(old - new for old, new in moves.values() if old is not None) == len(second)
-    _consume_all(env)
+    consume_all(env)
     assert_stored_exactly(db, second)
     assert stored_count(db, [o.order_uid for o in first]) == 0
 
     moves = _moves(_replay(env, "--since", "1d"))
     assert {new for _, new in moves.values()} == {0}
-    _consume_all(env)
+    consume_all(env)
     # The second phase read a third time, and still stored once.
     assert_stored_exactly(db, first + second)
 
@@ -171,7 +159,7 @@ def test_a_dry_run_prints_the_moves_and_changes_nothing(env: dict[str, str]) -> 
     assert set(_moves(untouched).values()) == {(None, 0)}
     assert set(committed(brokers, group, topic).values()) == {None}
 
-    _consume_all(env)
+    consume_all(env)
     at_end = committed(brokers, group, topic)
     moves = _moves(_replay(env, "--since", "1d", "--dry-run"))
     assert moves == {p: (offset, 0) for p, offset in at_end.items()}

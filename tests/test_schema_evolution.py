@@ -5,34 +5,20 @@ their tables, and the API answers with the message as sent, byte for byte, new f
 The contract it is checked against is the one the running service serves.
 """
 
-import json
-from typing import Any
-
 import httpx
 import pytest
 
 from service.config import Settings
-from service.model import Order, encode_order
+from service.model import encode_order
 from service.model.contract import order_schema_json
 from tests.fix_db import Conn, stored_body, stored_count, stored_order
 from tests.fix_kafka import produce, topic_size
 from tests.fix_processes import service_process, service_url, wait_for, wait_until_ready
-from tests.orders import random_orders
+from tests.orders import random_orders, with_new_fields
 
 pytestmark = pytest.mark.integration
 
 ORDERS = 10_000
-
-
-def with_new_fields(order: Order, number: int) -> bytes:
-    """`order` as a producer with the new version sends it: fields appended to the order, its
-    delivery and each item, with values of every JSON kind but floats."""
-    message: dict[str, Any] = json.loads(encode_order(order))
-    message["delivery"]["floor"] = number % 30
-    for item in message["items"]:
-        item["gift_wrap"] = number % 2 == 0
-    message["loyalty"] = {"tier": f"tier-{number % 3}", "points": [number, None, "∞"]}
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def test_a_new_field_rolled_out_mid_stream_is_kept_and_nothing_is_dead_lettered(

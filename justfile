@@ -48,6 +48,11 @@ produce count="100" *args="":
 replay *args="":
     {{python}} -m service replay {{args}}
 
+# The dead letters: just dlq stats, just dlq show --kind invalid_order, just dlq redrive
+# --kind invalid_order --dry-run (see the README's Operations).
+dlq *args="":
+    {{python}} -m service dlq {{args}}
+
 # The full test suite against real PostgreSQL, Kafka and Chromium.
 test *args="": test-deps
     {{python}} -m pytest {{args}}

@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 # Partitions of the scale tests' topics (test_scale), which `shared_by` expects all held.
@@ -157,13 +157,37 @@ def shared_by(brokers: str, group: str, members: int) -> bool:
     )
 
 
+# What a group's coordinator answers while it moves or loads (a new group's first request on
+# a busy broker met NOT_COORDINATOR in CI): asked again, not a failure.
+_COORDINATOR_BUSY = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
+COORDINATOR_PATIENCE_S = 30.0
+
+
+def _committed_offsets(consumer: Consumer, topic: str) -> list[TopicPartition]:
+    """The committed offset of every partition of `topic`, asking again while the group's
+    coordinator is busy."""
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    asked = [TopicPartition(topic, p) for p in partitions]
+    deadline = time.monotonic() + COORDINATOR_PATIENCE_S
+    while True:
+        try:
+            return consumer.committed(asked, timeout=10)
+        except KafkaException as exc:
+            if exc.args[0].code() not in _COORDINATOR_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def unread(brokers: str, group: str, topic: str) -> int:
     """Messages between the group's committed offsets and the end of each partition (all of
     them where it committed none)."""
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": group})
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        committed = _committed_offsets(consumer, topic)
         return sum(
             consumer.get_watermark_offsets(tp, timeout=10)[1] - max(tp.offset, 0)
             for tp in committed
@@ -176,8 +200,7 @@ def committed(brokers: str, group: str, topic: str) -> dict[int, int | None]:
     """The group's committed offset on each partition of `topic` (None where it has none)."""
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": group})
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        answer = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        answer = _committed_offsets(consumer, topic)
         return {tp.partition: tp.offset if tp.offset >= 0 else None for tp in answer}
     finally:
         consumer.close()

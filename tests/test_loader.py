@@ -90,7 +90,7 @@ def test_a_cancelled_caller_leaves_the_others_their_answers(
 def test_an_unreachable_database_fails_the_query_and_every_miss_waiting_behind_it(
     settings: Settings, stored_bodies: dict[str, bytes], queries: list[list[str]]
 ) -> None:
-    nowhere = dataclasses.replace(settings, postgres_port=free_port())
+    nowhere = dataclasses.replace(settings, postgres_port=str(free_port()))
     uid = next(iter(stored_bodies))
 
     async def scenario() -> list[BaseException | bytes | None]:

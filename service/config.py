@@ -81,6 +81,9 @@ class Settings:
     postgres_sslrootcert: str
     # Connection parameters from POSTGRES_URL beyond host, port, user, password and dbname.
     postgres_params: tuple[tuple[str, str], ...]
+    # POSTGRES_READ_URL's parameters: where misses, /orders and the warm-up read ((): the
+    # same server the writers use).
+    postgres_read_params: tuple[tuple[str, str], ...]
     postgres_pool_size: int
     miss_queries: int
     kafka_brokers: str
@@ -129,6 +132,17 @@ class Settings:
             sslrootcert=self.postgres_sslrootcert or None,
             **dict(self.postgres_params),
         )
+
+    @property
+    def postgres_read_conninfo(self) -> str:
+        """The connection string for reads: POSTGRES_READ_URL (a replica) when it is set."""
+        if not self.postgres_read_params:
+            return self.postgres_conninfo
+        return make_conninfo(application_name="order-service", **dict(self.postgres_read_params))
+
+    @property
+    def reads_from_replica(self) -> bool:
+        return bool(self.postgres_read_params)
 
     @property
     def postgres_primary_conninfo(self) -> str:
@@ -243,17 +257,17 @@ _URL_PARTS = {
 }
 
 
-def _postgres_url(env: _Reader) -> dict[str, str]:
-    """POSTGRES_URL's parameters ({} when unset); the password never appears in an error."""
-    url = env.raw("POSTGRES_URL", "").strip()
+def _postgres_url(env: _Reader, name: str = "POSTGRES_URL") -> dict[str, str]:
+    """A connection URL's parameters ({} when unset); the password never appears in an error."""
+    url = env.raw(name, "").strip()
     if not url:
         return {}
     try:
         params = conninfo_to_dict(url)
     except ProgrammingError as exc:
-        detail = str(exc).replace(url, "<POSTGRES_URL>")
+        detail = str(exc).replace(url, f"<{name}>")
         raise ConfigError(
-            "Config 'POSTGRES_URL' is not a PostgreSQL connection URL "
+            f"Config {name!r} is not a PostgreSQL connection URL "
             f"(postgresql://user:password@host:port/dbname?sslmode=...): {detail}"
         ) from exc
     return {key: str(value) for key, value in params.items() if value is not None}
@@ -346,6 +360,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     topic = env.text("KAFKA_TOPIC", "orders", _NAME)
     cache_size = env.integer("CACHE_SIZE", 100_000, 1, 50_000_000)
     url = _postgres_url(env)
+    read_url = _postgres_url(env, "POSTGRES_READ_URL")
     if url:
         # The URL replaces the parts; its own defaults are libpq's, not the local cluster's.
         # A host written without its port in a multi-host URL leaves that entry empty.
@@ -364,6 +379,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         postgres_sslmode=env.choice("POSTGRES_SSLMODE", "prefer", _SSLMODES, upper=False),
         postgres_sslrootcert=env.file("POSTGRES_SSLROOTCERT"),
         postgres_params=tuple(sorted((k, v) for k, v in url.items() if k not in _URL_PARTS)),
+        postgres_read_params=tuple(sorted(read_url.items())),
         postgres_pool_size=env.integer("POSTGRES_POOL_SIZE", 4, 1, 100),
         miss_queries=env.integer("MISS_QUERIES", 1, 1, 100),
         kafka_brokers=env.text("KAFKA_BROKERS", "localhost:9092"),

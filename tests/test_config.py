@@ -380,3 +380,28 @@ def test_readme_env_example_and_load_settings_name_the_same_variables() -> None:
     )
     assert documented == environ.asked
     assert example - NOT_SERVICE_SETTINGS == environ.asked
+
+
+def test_reads_go_where_postgres_read_url_says_and_writers_stay_on_the_primary() -> None:
+    settings = load_settings(
+        {
+            "POSTGRES_HOST": "primary",
+            "POSTGRES_READ_URL": "postgresql://u:p@replica:5433/orders",
+        }
+    )
+    assert settings.reads_from_replica
+    assert conninfo_to_dict(settings.postgres_read_conninfo)["host"] == "replica"
+    assert conninfo_to_dict(settings.postgres_primary_conninfo)["host"] == "primary"
+
+
+def test_without_postgres_read_url_reads_go_to_the_configured_hosts() -> None:
+    settings = load_settings({"POSTGRES_HOST": "db1,db2"})
+    assert not settings.reads_from_replica
+    assert settings.postgres_read_conninfo == settings.postgres_conninfo
+
+
+def test_a_malformed_read_url_names_its_variable_and_hides_its_password() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings({"POSTGRES_READ_URL": "postgresql://u:secret@h/db?no_such_option=1"})
+    assert "'POSTGRES_READ_URL'" in str(error.value)
+    assert "secret" not in str(error.value)

@@ -127,12 +127,22 @@ _DEAD_PEER_DETECTION = {
 }
 
 
-def async_pool(settings: Settings) -> Pool:
-    """The API workers' pool; opened by the caller."""
+def connect_for_reads(settings: Settings) -> Connection:
+    """A synchronous connection to where reads go (POSTGRES_READ_URL, else as configured)."""
+    with translated_errors():
+        return psycopg.connect(
+            settings.postgres_read_conninfo,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            options=_SESSION_OPTIONS,
+        )
+
+
+def async_pool(settings: Settings, *, primary: bool = False) -> Pool:
+    """The API workers' pool of reads (`primary`: of the primary itself); opened by the caller."""
     return AsyncConnectionPool(
         min_size=1,
         max_size=settings.postgres_pool_size,
-        conninfo=settings.postgres_conninfo,
+        conninfo=settings.postgres_primary_conninfo if primary else settings.postgres_read_conninfo,
         # Reads only: autocommit saves a COMMIT round trip per query. Broken connections are
         # handled where a read fails (reader._query_retrying), not by a check on every checkout.
         kwargs={

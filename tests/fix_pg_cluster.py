@@ -1,0 +1,70 @@
+"""A PostgreSQL primary and a synchronous standby under Patroni and etcd (infra/pg-cluster.sh),
+started once per run for the high-availability tests only; the rest of the suite keeps the
+single server. Patroni's REST API says which node leads."""
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bench.common import create_database
+from service.config import Settings, load_settings
+from tests.fix_processes import infra
+
+BASE_PORT = int(os.environ.get("PG_CLUSTER_BASE_PORT", "55470"))
+NODES = (1, 2)
+_DIR = Path(f"/var/lib/postgresql/patroni-{os.environ.get('POSTGRES_CLUSTER', 'orderservice')}-ha")
+
+
+@dataclass(frozen=True)
+class PgCluster:
+    """The two nodes: where they listen, who leads, and their postmasters."""
+
+    env: dict[str, str]
+    settings: Settings
+
+    @staticmethod
+    def port(node: int) -> int:
+        return BASE_PORT + 1 + node
+
+    @staticmethod
+    def api(node: int) -> str:
+        return f"http://127.0.0.1:{BASE_PORT + 3 + node}"
+
+    def role(self, node: int) -> str | None:
+        """Patroni's word for the node ('leader', 'sync_standby', 'replica'), None if down."""
+        try:
+            members = httpx.get(f"{self.api(NODES[0])}/cluster", timeout=2).json()["members"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            members = httpx.get(f"{self.api(NODES[1])}/cluster", timeout=2).json()["members"]
+        for member in members:
+            if member["name"] == f"node{node}" and member["state"] in ("running", "streaming"):
+                return str(member["role"])
+        return None
+
+    def leader(self) -> int | None:
+        return next((node for node in NODES if self.role(node) == "leader"), None)
+
+    def postmaster_pid(self, node: int) -> int:
+        return int((_DIR / f"node{node}" / "postmaster.pid").read_text().split()[0])
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(base_env: dict[str, str]) -> Iterator[PgCluster]:
+    """The cluster up, this run's database created and migrated on it; stopped at the end."""
+    infra("pg-cluster.sh", "up")
+    ports = ",".join(str(PgCluster.port(node)) for node in NODES)
+    hosts = ",".join("127.0.0.1" for _ in NODES)
+    env = {**base_env, "POSTGRES_HOST": hosts, "POSTGRES_PORT": ports}
+    cluster = PgCluster(env, load_settings(env))
+    leader = cluster.leader()
+    assert leader is not None, "pg-cluster.sh up returned without a leader"
+    # CREATE DATABASE on the leader itself: the admin connection asks for no session type.
+    create_database({**env, "POSTGRES_PORT": str(cluster.port(leader))}, base_env["POSTGRES_DB"])
+    try:
+        yield cluster
+    finally:
+        infra("pg-cluster.sh", "down")

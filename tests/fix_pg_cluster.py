@@ -3,6 +3,7 @@ started once per run for the high-availability tests only; the rest of the suite
 single server. Patroni's REST API says which node leads."""
 
 import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,19 @@ class PgCluster:
 
     def postmaster_pid(self, node: int) -> int:
         return int((_DIR / f"node{node}" / "postmaster.pid").read_text().split()[0])
+
+    def kill_node(self, node: int) -> None:
+        """The node lost at once: its Patroni, then its postmaster, SIGKILLed. (The
+        postmaster alone is restarted in place by a Patroni that still holds the leader
+        lock, as Patroni 3.0.2 did here even with primary_start_timeout 0.)"""
+        postmaster = self.postmaster_pid(node)
+        os.kill(int((_DIR / f"patroni{node}.pid").read_text()), signal.SIGKILL)
+        os.kill(postmaster, signal.SIGKILL)
+
+    @staticmethod
+    def restart_missing() -> None:
+        """Start again what is not running (a killed node rejoins, rewound if need be)."""
+        infra("pg-cluster.sh", "up")
 
 
 @pytest.fixture(scope="session")

@@ -13,11 +13,13 @@ import pytest
 
 from bench.common import create_database
 from service.config import Settings, load_settings
-from tests.fix_processes import infra
+from tests.fix_processes import infra, wait_for
 
 BASE_PORT = int(os.environ.get("PG_CLUSTER_BASE_PORT", "55470"))
 NODES = (1, 2)
-_DIR = Path(f"/var/lib/postgresql/patroni-{os.environ.get('POSTGRES_CLUSTER', 'orderservice')}-ha")
+CLUSTER_DIR = Path(
+    f"/var/lib/postgresql/patroni-{os.environ.get('POSTGRES_CLUSTER', 'orderservice')}-ha"
+)
 
 
 @dataclass(frozen=True)
@@ -50,14 +52,14 @@ class PgCluster:
         return next((node for node in NODES if self.role(node) == "leader"), None)
 
     def postmaster_pid(self, node: int) -> int:
-        return int((_DIR / f"node{node}" / "postmaster.pid").read_text().split()[0])
+        return int((CLUSTER_DIR / f"node{node}" / "postmaster.pid").read_text().split()[0])
 
     def kill_node(self, node: int) -> None:
         """The node lost at once: its Patroni, then its postmaster, SIGKILLed. (The
         postmaster alone is restarted in place by a Patroni that still holds the leader
         lock, as Patroni 3.0.2 did here even with primary_start_timeout 0.)"""
         postmaster = self.postmaster_pid(node)
-        os.kill(int((_DIR / f"patroni{node}.pid").read_text()), signal.SIGKILL)
+        os.kill(int((CLUSTER_DIR / f"patroni{node}.pid").read_text()), signal.SIGKILL)
         os.kill(postmaster, signal.SIGKILL)
 
     @staticmethod
@@ -74,6 +76,12 @@ def pg_cluster(base_env: dict[str, str]) -> Iterator[PgCluster]:
     hosts = ",".join("127.0.0.1" for _ in NODES)
     env = {**base_env, "POSTGRES_HOST": hosts, "POSTGRES_PORT": ports}
     cluster = PgCluster(env, load_settings(env))
+    # `up` returns once there is a leader; the standby turns synchronous a loop or two later.
+    wait_for(
+        lambda: sorted(str(cluster.role(node)) for node in NODES) == ["leader", "sync_standby"],
+        120,
+        "a leader and a synchronous standby",
+    )
     leader = cluster.leader()
     assert leader is not None, "pg-cluster.sh up returned without a leader"
     # CREATE DATABASE on the leader itself: the admin connection asks for no session type.

@@ -3,14 +3,17 @@ the service's connections find the primary in the host list, whichever node lead
 
 import time
 
+import httpx
 import psycopg
 import pytest
 
+from service.config import load_settings
+from service.model import encode_order
 from service.store.db import connect, connect_for_reads
-from tests.fix_db import assert_stored_exactly, stored_count
+from tests.fix_db import Conn, assert_stored_exactly, store, stored_count
 from tests.fix_kafka import PacedProducer, produce, topic_size
 from tests.fix_load import Cached, answered_404, cached_orders, report, uids_of, unknown, values_of
-from tests.fix_pg_cluster import NODES, PgCluster
+from tests.fix_pg_cluster import CLUSTER_DIR, NODES, PgCluster
 from tests.fix_processes import service_process, service_url, wait_for, wait_until_ready
 from tests.http_load import HttpLoad, statuses
 from tests.orders import random_orders
@@ -120,3 +123,54 @@ def test_a_failover_and_a_failback_lose_no_committed_order(
     name = f"{env['KAFKA_TOPIC']}-back"
     back = {**env, "KAFKA_TOPIC": name, "KAFKA_GROUP": name, "KAFKA_DLQ_TOPIC": f"{name}.dlq"}
     report("pg_failback", **_failover(pg_cluster, back, seed=261))
+
+
+def _superuser(cluster: PgCluster, node: int) -> Conn:
+    return psycopg.connect(
+        host=str(CLUSTER_DIR), port=cluster.port(node), user="postgres", autocommit=True
+    )
+
+
+def test_an_order_stored_while_the_replica_replays_nothing_is_found_on_the_primary(
+    pg_cluster: PgCluster, service_env: dict[str, str]
+) -> None:
+    leader = pg_cluster.leader()
+    assert leader is not None
+    standby = next(node for node in NODES if node != leader)
+    s = pg_cluster.settings
+    env = {
+        **service_env,
+        "POSTGRES_HOST": pg_cluster.env["POSTGRES_HOST"],
+        "POSTGRES_PORT": pg_cluster.env["POSTGRES_PORT"],
+        "POSTGRES_READ_URL": f"postgresql://{s.postgres_user}:{s.postgres_password}@127.0.0.1:"
+        f"{pg_cluster.port(standby)}/{s.postgres_db}",
+    }
+    url = service_url(env)
+    order = random_orders(1, seed=271)[0]
+    with service_process(env, "serve"), _superuser(pg_cluster, standby) as replica:
+        wait_until_ready(url)
+        replica.execute("SELECT pg_wal_replay_pause()")
+        try:
+            wait_for(
+                lambda: (
+                    replica.execute("SELECT pg_get_wal_replay_pause_state()").fetchone()
+                    == ("paused",)
+                ),
+                what="replay paused",
+            )
+            store(pg_cluster.settings, [order])
+            with psycopg.connect(load_settings(env).postgres_read_conninfo) as read:
+                assert stored_count(read, [order.order_uid]) == 0, "the replica has it already"
+            answer = httpx.get(f"{url}/order/{order.order_uid}", timeout=10)
+            ready = httpx.get(f"{url}/readyz", timeout=10).json()
+        finally:
+            replica.execute("SELECT pg_wal_replay_resume()")
+    assert answer.status_code == 200
+    assert answer.content == encode_order(order)
+    assert ready["replica"]["standby"] is True
+    assert ready["replica"]["replay_paused"] is True
+    report(
+        "pg_replica_paused",
+        status=answer.status_code,
+        replay_lag_bytes=ready["replica"]["replay_lag_bytes"],
+    )

@@ -62,26 +62,26 @@ class PgCluster:
         os.kill(int((CLUSTER_DIR / f"patroni{node}.pid").read_text()), signal.SIGKILL)
         os.kill(postmaster, signal.SIGKILL)
 
-    @staticmethod
-    def restart_missing() -> None:
-        """Start again what is not running (a killed node rejoins, rewound if need be)."""
+    def restart_missing(self) -> None:
+        """Start again what is not running (a killed node rejoins, rewound if need be), and
+        wait until there is a leader and a synchronous standby again."""
         infra("pg-cluster.sh", "up")
+        wait_for(
+            lambda: sorted(str(self.role(node)) for node in NODES) == ["leader", "sync_standby"],
+            180,
+            "a leader and a synchronous standby",
+        )
 
 
 @pytest.fixture(scope="session")
 def pg_cluster(base_env: dict[str, str]) -> Iterator[PgCluster]:
     """The cluster up, this run's database created and migrated on it; stopped at the end."""
-    infra("pg-cluster.sh", "up")
     ports = ",".join(str(PgCluster.port(node)) for node in NODES)
     hosts = ",".join("127.0.0.1" for _ in NODES)
     env = {**base_env, "POSTGRES_HOST": hosts, "POSTGRES_PORT": ports}
     cluster = PgCluster(env, load_settings(env))
     # `up` returns once there is a leader; the standby turns synchronous a loop or two later.
-    wait_for(
-        lambda: sorted(str(cluster.role(node)) for node in NODES) == ["leader", "sync_standby"],
-        120,
-        "a leader and a synchronous standby",
-    )
+    cluster.restart_missing()
     leader = cluster.leader()
     assert leader is not None, "pg-cluster.sh up returned without a leader"
     # CREATE DATABASE on the leader itself: the admin connection asks for no session type.

@@ -70,8 +70,10 @@ class KafkaSecurity:
 class Settings:
     """Everything the processes need to know; built by `load_settings`."""
 
+    # One host, or several separated by commas for libpq to try in turn (a primary and its
+    # standbys); the ports likewise, one for all of them or one per host.
     postgres_host: str
-    postgres_port: int
+    postgres_port: str
     postgres_user: str
     postgres_password: str
     postgres_db: str
@@ -79,6 +81,9 @@ class Settings:
     postgres_sslrootcert: str
     # Connection parameters from POSTGRES_URL beyond host, port, user, password and dbname.
     postgres_params: tuple[tuple[str, str], ...]
+    # POSTGRES_READ_URL's parameters: where misses, /orders and the warm-up read ((): the
+    # same server the writers use).
+    postgres_read_params: tuple[tuple[str, str], ...]
     postgres_pool_size: int
     miss_queries: int
     kafka_brokers: str
@@ -115,7 +120,7 @@ class Settings:
 
     @property
     def postgres_conninfo(self) -> str:
-        """libpq connection string, quoted so any password works."""
+        """libpq connection string as configured, quoted so any password works."""
         return make_conninfo(
             host=self.postgres_host,
             port=self.postgres_port,
@@ -127,6 +132,23 @@ class Settings:
             sslrootcert=self.postgres_sslrootcert or None,
             **dict(self.postgres_params),
         )
+
+    @property
+    def postgres_read_conninfo(self) -> str:
+        """The connection string for reads: POSTGRES_READ_URL (a replica) when it is set."""
+        if not self.postgres_read_params:
+            return self.postgres_conninfo
+        return make_conninfo(application_name="order-service", **dict(self.postgres_read_params))
+
+    @property
+    def reads_from_replica(self) -> bool:
+        return bool(self.postgres_read_params)
+
+    @property
+    def postgres_primary_conninfo(self) -> str:
+        """The connection string for writers: of the hosts listed, libpq picks the one that
+        accepts writes, so a standby (or a primary demoted since) is passed over."""
+        return make_conninfo(self.postgres_conninfo, target_session_attrs="read-write")
 
 
 class _Reader:
@@ -169,6 +191,17 @@ class _Reader:
                 f"Expected 'auto' or an integer from {low} to {high}."
             )
         return number
+
+    def ports(self, name: str, default: int) -> str:
+        """A port, or a comma-separated list of them (libpq's multi-host form)."""
+        value = self.raw(name, str(default)).strip()
+        parts = [part.strip() for part in value.split(",")]
+        if not all(_INTEGER.fullmatch(part) and 1 <= int(part) <= 65535 for part in parts):
+            raise ConfigError(
+                f"Config {name!r} has value {value!r}. Expected an integer from 1 to 65535, "
+                "or several separated by commas (one per host in POSTGRES_HOST)."
+            )
+        return ",".join(str(int(part)) for part in parts)
 
     def choice(self, name: str, default: str, choices: tuple[str, ...], upper: bool = True) -> str:
         value = self.raw(name, default).strip()
@@ -224,20 +257,40 @@ _URL_PARTS = {
 }
 
 
-def _postgres_url(env: _Reader) -> dict[str, str]:
-    """POSTGRES_URL's parameters ({} when unset); the password never appears in an error."""
-    url = env.raw("POSTGRES_URL", "").strip()
+def _postgres_url(env: _Reader, name: str = "POSTGRES_URL") -> dict[str, str]:
+    """A connection URL's parameters ({} when unset); the password never appears in an error."""
+    url = env.raw(name, "").strip()
     if not url:
         return {}
     try:
         params = conninfo_to_dict(url)
     except ProgrammingError as exc:
-        detail = str(exc).replace(url, "<POSTGRES_URL>")
+        detail = str(exc).replace(url, f"<{name}>")
         raise ConfigError(
-            "Config 'POSTGRES_URL' is not a PostgreSQL connection URL "
+            f"Config {name!r} is not a PostgreSQL connection URL "
             f"(postgresql://user:password@host:port/dbname?sslmode=...): {detail}"
         ) from exc
     return {key: str(value) for key, value in params.items() if value is not None}
+
+
+def _postgres_hosts(env: _Reader) -> tuple[str, str]:
+    """POSTGRES_HOST and POSTGRES_PORT, each one value or a comma-separated list: as many
+    ports as hosts, or one port for every host, as libpq requires."""
+    hosts = env.text("POSTGRES_HOST", "127.0.0.1")
+    names = [name.strip() for name in hosts.split(",")]
+    if not all(names):
+        raise ConfigError(
+            f"Config 'POSTGRES_HOST' has value {hosts!r}, which has an empty host between its "
+            "commas. Expected a host, or several separated by commas."
+        )
+    ports = env.ports("POSTGRES_PORT", 55432)
+    count = ports.count(",") + 1
+    if count not in (1, len(names)):
+        raise ConfigError(
+            f"Config 'POSTGRES_PORT' has value {ports!r}: {count} ports for the {len(names)} "
+            f"hosts of 'POSTGRES_HOST' ({hosts!r}). Give one port for all of them, or one each."
+        )
+    return ",".join(names), ports
 
 
 def _kafka_security(env: _Reader) -> KafkaSecurity:
@@ -307,21 +360,26 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     topic = env.text("KAFKA_TOPIC", "orders", _NAME)
     cache_size = env.integer("CACHE_SIZE", 100_000, 1, 50_000_000)
     url = _postgres_url(env)
+    read_url = _postgres_url(env, "POSTGRES_READ_URL")
     if url:
         # The URL replaces the parts; its own defaults are libpq's, not the local cluster's.
-        url.setdefault("port", "5432")
+        # A host written without its port in a multi-host URL leaves that entry empty.
+        ports = url.get("port", "").split(",")
+        url["port"] = ",".join(port.strip() or "5432" for port in ports)
         env = _Reader(
             {**env.environ, **{_URL_PARTS[k]: v for k, v in url.items() if k in _URL_PARTS}}
         )
+    postgres_host, postgres_port = _postgres_hosts(env)
     return Settings(
-        postgres_host=env.text("POSTGRES_HOST", "127.0.0.1"),
-        postgres_port=env.integer("POSTGRES_PORT", 55432, 1, 65535),
+        postgres_host=postgres_host,
+        postgres_port=postgres_port,
         postgres_user=env.text("POSTGRES_USER", "orders"),
         postgres_password=env.raw("POSTGRES_PASSWORD", "orders"),
         postgres_db=env.text("POSTGRES_DB", "orders"),
         postgres_sslmode=env.choice("POSTGRES_SSLMODE", "prefer", _SSLMODES, upper=False),
         postgres_sslrootcert=env.file("POSTGRES_SSLROOTCERT"),
         postgres_params=tuple(sorted((k, v) for k, v in url.items() if k not in _URL_PARTS)),
+        postgres_read_params=tuple(sorted(read_url.items())),
         postgres_pool_size=env.integer("POSTGRES_POOL_SIZE", 4, 1, 100),
         miss_queries=env.integer("MISS_QUERIES", 1, 1, 100),
         kafka_brokers=env.text("KAFKA_BROKERS", "localhost:9092"),

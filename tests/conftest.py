@@ -18,6 +18,9 @@ from tests.fix_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.fix_db import Conn
 from tests.fix_processes import free_port, infra, service_process, service_url, wait_until_ready
 
+# Fixtures of their own module, for the few tests that need them.
+pytest_plugins = ["tests.fix_pg_cluster"]
+
 RUN_ID = uuid.uuid4().hex[:8]
 # Before anything imports prometheus_client: this run's metrics go to their own directory.
 os.environ.setdefault("METRICS_DIR", f"/tmp/order-service-test-metrics-{RUN_ID}")

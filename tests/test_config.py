@@ -14,7 +14,7 @@ from service.ingest.kafka import admin_config, consumer_config, ensure_topics, p
 
 def test_defaults_work_with_the_local_infrastructure() -> None:
     settings = load_settings({})
-    assert settings.postgres_port == 55432
+    assert settings.postgres_port == "55432"
     assert settings.kafka_brokers == "localhost:9092"
     assert settings.kafka_dlq_topic == "orders.dlq"
     assert settings.http_port == 8082
@@ -226,13 +226,64 @@ def test_a_postgres_url_replaces_the_parts() -> None:
     )
     assert (settings.postgres_host, settings.postgres_port, settings.postgres_db) == (
         "db.example.com",
-        5432,
+        "5432",
         "orders_prod",
     )
     params = conninfo_to_dict(settings.postgres_conninfo)
     assert params["password"] == "s ecret"
     assert params["sslmode"] == "require"
     assert params["target_session_attrs"] == "read-write"
+
+
+def test_comma_separated_hosts_and_ports_reach_libpq_as_lists() -> None:
+    settings = load_settings({"POSTGRES_HOST": "db1, db2", "POSTGRES_PORT": "55432, 55433"})
+    params = conninfo_to_dict(settings.postgres_conninfo)
+    assert (params["host"], params["port"]) == ("db1,db2", "55432,55433")
+
+
+def test_one_port_serves_every_host() -> None:
+    settings = load_settings({"POSTGRES_HOST": "db1,db2,db3", "POSTGRES_PORT": "6432"})
+    assert conninfo_to_dict(settings.postgres_conninfo)["port"] == "6432"
+
+
+def test_a_url_with_several_hosts_keeps_them_all_and_defaults_a_missing_port() -> None:
+    settings = load_settings(
+        {"POSTGRES_URL": "postgresql://u:p@db1:55432,db2/orders?target_session_attrs=any"}
+    )
+    assert (settings.postgres_host, settings.postgres_port) == ("db1,db2", "55432,5432")
+    assert conninfo_to_dict(settings.postgres_conninfo)["target_session_attrs"] == "any"
+
+
+def test_writers_always_ask_libpq_for_the_host_that_accepts_writes() -> None:
+    settings = load_settings(
+        {"POSTGRES_URL": "postgresql://u:p@db1,db2/orders?target_session_attrs=prefer-standby"}
+    )
+    params = conninfo_to_dict(settings.postgres_primary_conninfo)
+    assert params["target_session_attrs"] == "read-write"
+    assert params["host"] == "db1,db2"
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        (
+            {"POSTGRES_PORT": "55432,abc"},
+            "Config 'POSTGRES_PORT' has value '55432,abc'. Expected an integer from 1 to 65535, "
+            "or several separated by commas",
+        ),
+        (
+            {"POSTGRES_HOST": "db1,db2,db3", "POSTGRES_PORT": "1,2"},
+            "Config 'POSTGRES_PORT' has value '1,2': 2 ports for the 3 hosts",
+        ),
+        ({"POSTGRES_HOST": "db1,,db2"}, "has an empty host between its commas"),
+    ],
+)
+def test_a_host_list_that_libpq_cannot_use_stops_the_start(
+    environ: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ)
+    assert expected in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -329,3 +380,28 @@ def test_readme_env_example_and_load_settings_name_the_same_variables() -> None:
     )
     assert documented == environ.asked
     assert example - NOT_SERVICE_SETTINGS == environ.asked
+
+
+def test_reads_go_where_postgres_read_url_says_and_writers_stay_on_the_primary() -> None:
+    settings = load_settings(
+        {
+            "POSTGRES_HOST": "primary",
+            "POSTGRES_READ_URL": "postgresql://u:p@replica:5433/orders",
+        }
+    )
+    assert settings.reads_from_replica
+    assert conninfo_to_dict(settings.postgres_read_conninfo)["host"] == "replica"
+    assert conninfo_to_dict(settings.postgres_primary_conninfo)["host"] == "primary"
+
+
+def test_without_postgres_read_url_reads_go_to_the_configured_hosts() -> None:
+    settings = load_settings({"POSTGRES_HOST": "db1,db2"})
+    assert not settings.reads_from_replica
+    assert settings.postgres_read_conninfo == settings.postgres_conninfo
+
+
+def test_a_malformed_read_url_names_its_variable_and_hides_its_password() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings({"POSTGRES_READ_URL": "postgresql://u:secret@h/db?no_such_option=1"})
+    assert "'POSTGRES_READ_URL'" in str(error.value)
+    assert "secret" not in str(error.value)

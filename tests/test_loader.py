@@ -4,9 +4,12 @@ concern. The spy on `fetch_documents` only records each query's ids; the query s
 
 import asyncio
 import dataclasses
+import uuid
+from collections.abc import Iterator
 
 import pytest
 
+from bench.common import create_database, drop_database
 from service.config import Settings
 from service.errors import StoreUnavailable
 from service.model import encode_order
@@ -90,7 +93,7 @@ def test_a_cancelled_caller_leaves_the_others_their_answers(
 def test_an_unreachable_database_fails_the_query_and_every_miss_waiting_behind_it(
     settings: Settings, stored_bodies: dict[str, bytes], queries: list[list[str]]
 ) -> None:
-    nowhere = dataclasses.replace(settings, postgres_port=free_port())
+    nowhere = dataclasses.replace(settings, postgres_port=str(free_port()))
     uid = next(iter(stored_bodies))
 
     async def scenario() -> list[BaseException | bytes | None]:
@@ -106,3 +109,29 @@ def test_an_unreachable_database_fails_the_query_and_every_miss_waiting_behind_i
     assert all(isinstance(answer, StoreUnavailable) for answer in answers), answers
     # One query failed; the miss that waited for a slot got its 503 without a query of its own.
     assert queries == [[uid]]
+
+
+@pytest.fixture
+def lagging_replica(settings: Settings, base_env: dict[str, str]) -> Iterator[Settings]:
+    """A database with the schema and none of the run's orders: what a replica that has not
+    replayed them yet answers."""
+    name = f"{settings.postgres_db}_{uuid.uuid4().hex[:8]}"
+    yield create_database(base_env, name)
+    drop_database(base_env, name)
+
+
+def test_an_order_the_replica_does_not_have_yet_is_asked_of_the_primary_before_any_404(
+    settings: Settings,
+    lagging_replica: Settings,
+    stored_bodies: dict[str, bytes],
+    queries: list[list[str]],
+) -> None:
+    uid = next(iter(stored_bodies))
+
+    async def scenario() -> list[bytes | None]:
+        async with async_pool(lagging_replica) as replica, async_pool(settings) as primary:
+            documents = DocumentLoader(replica, max_reads=1, primary=primary)
+            return [await documents.load(uid), await documents.load("no-such-order")]
+
+    assert asyncio.run(scenario()) == [stored_bodies[uid], None]
+    assert queries == [[uid], [uid], ["no-such-order"], ["no-such-order"]]

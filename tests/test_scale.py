@@ -175,7 +175,7 @@ def test_two_hosts_share_the_partitions_and_the_survivor_takes_over_when_one_is_
 
     caches: list[str] = []
     try:
-        with netns.hosts(2, [kafka_port, settings.postgres_port]) as hosts:
+        with netns.hosts(2, [kafka_port, int(settings.postgres_port)]) as hosts:
             urls = []
             for host in hosts:
                 caches.append(f"{env['CACHE_NAME']}-{host.name}")

@@ -50,7 +50,7 @@ def test_every_newest_order_is_cached_with_its_stored_bytes_and_the_cache_marked
 def test_postgresql_unreachable_raises_store_unavailable_and_leaves_the_cache_not_ready(
     settings: Settings, cache: SharedCache
 ) -> None:
-    nobody = dataclasses.replace(settings, postgres_port=free_port())
+    nobody = dataclasses.replace(settings, postgres_port=str(free_port()))
     with pytest.raises(StoreUnavailable, match="PostgreSQL is unavailable"):
         warm_cache(nobody, cache)
     assert not cache.stats().ready

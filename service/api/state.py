@@ -19,6 +19,8 @@ class AppState:
     cache: SharedCache
     pool: Pool
     documents: DocumentLoader
+    # The primary's pool when reads go to a replica (POSTGRES_READ_URL), else None.
+    primary: Pool | None = None
 
 
 @asynccontextmanager
@@ -29,8 +31,11 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     pool = async_pool(settings)
     # Not waiting: a worker must start and serve cache hits even while PostgreSQL is down.
     await pool.open(wait=False)
-    documents = DocumentLoader(pool, max_reads=settings.miss_queries)
-    app.state.orders = AppState(settings, cache, pool, documents)
+    primary = async_pool(settings, primary=True) if settings.reads_from_replica else None
+    if primary is not None:
+        await primary.open(wait=False)
+    documents = DocumentLoader(pool, max_reads=settings.miss_queries, primary=primary)
+    app.state.orders = AppState(settings, cache, pool, documents, primary)
     # Everything allocated so far (Litestar, the app, the modules) lives as long as the worker:
     # frozen, the collector's full passes stop re-scanning it. Those passes were the misses'
     # tail (measured in alternating runs of bench.http; docs/profiling-study.md).
@@ -39,4 +44,6 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
         yield
     finally:
         await pool.close()
+        if primary is not None:
+            await primary.close()
         cache.close()

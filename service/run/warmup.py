@@ -1,4 +1,5 @@
-"""Cache warm-up: the newest stored orders (up to capacity) into the shared cache at start.
+"""Cache warm-up: the newest stored orders (up to capacity) into the shared cache at start,
+read where reads go (a replica with POSTGRES_READ_URL).
 
 One thread reads the COPY and writes each chunk of orders into the cache before reading on.
 While it writes a chunk (a few tenths of a millisecond), PostgreSQL goes on sending into the
@@ -15,7 +16,7 @@ from contextlib import closing
 
 from service.cache import SharedCache
 from service.config import Settings
-from service.store.db import connect
+from service.store.db import connect_for_reads
 from service.store.reader import newest_documents
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def warm_cache(settings: Settings, cache: SharedCache) -> int:
     # its connection is still open.
     with (
         cache.prefaulting(),
-        connect(settings) as conn,
+        connect_for_reads(settings) as conn,
         closing(newest_documents(conn, settings.cache_size, CHUNK)) as chunks,
     ):
         for chunk in chunks:

@@ -66,9 +66,20 @@ def _operator_fix(exc: psycopg.Error) -> str | None:
     return _OPERATOR_FIXES.get(sqlstate) or _OPERATOR_FIXES.get(sqlstate[:2])
 
 
+# 25006 read_only_sql_transaction: the server no longer takes writes. With a primary and
+# standbys that means the primary moved (a failover demoted this one, or the connection
+# reached a standby): the caller reconnects and libpq finds the new primary.
+READ_ONLY_TRANSACTION = "25006"
+
+
 def translate(exc: psycopg.Error) -> StoreUnavailable | StoreMisconfigured | StoreRejected:
     """Map a psycopg error to the service error that tells the caller what to do next."""
     sqlstate = exc.sqlstate or ""
+    if sqlstate == READ_ONLY_TRANSACTION:
+        return StoreUnavailable(
+            "PostgreSQL is read-only here (a standby, or a primary demoted by a failover); "
+            "reconnecting to the server of POSTGRES_HOST that accepts writes"
+        )
     if sqlstate[:2] in _DATA_CLASSES:
         return StoreRejected(f"PostgreSQL rejected the data: {exc.diag.message_primary or exc}")
     # The server's one-line message when there is one (str() adds the statement's text).
@@ -93,10 +104,11 @@ _SESSION_OPTIONS = "-c timezone=UTC"
 
 
 def connect(settings: Settings) -> Connection:
-    """A synchronous connection with the service's options."""
+    """A synchronous connection to the primary (the host that accepts writes), with the
+    service's options."""
     with translated_errors():
         return psycopg.connect(
-            settings.postgres_conninfo,
+            settings.postgres_primary_conninfo,
             connect_timeout=CONNECT_TIMEOUT_S,
             options=_SESSION_OPTIONS,
         )
@@ -115,12 +127,22 @@ _DEAD_PEER_DETECTION = {
 }
 
 
-def async_pool(settings: Settings) -> Pool:
-    """The API workers' pool; opened by the caller."""
+def connect_for_reads(settings: Settings) -> Connection:
+    """A synchronous connection to where reads go (POSTGRES_READ_URL, else as configured)."""
+    with translated_errors():
+        return psycopg.connect(
+            settings.postgres_read_conninfo,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            options=_SESSION_OPTIONS,
+        )
+
+
+def async_pool(settings: Settings, *, primary: bool = False) -> Pool:
+    """The API workers' pool of reads (`primary`: of the primary itself); opened by the caller."""
     return AsyncConnectionPool(
         min_size=1,
         max_size=settings.postgres_pool_size,
-        conninfo=settings.postgres_conninfo,
+        conninfo=settings.postgres_primary_conninfo if primary else settings.postgres_read_conninfo,
         # Reads only: autocommit saves a COMMIT round trip per query. Broken connections are
         # handled where a read fails (reader._query_retrying), not by a check on every checkout.
         kwargs={

@@ -9,6 +9,9 @@ misses instead of one each. One query in flight per worker (`MISS_QUERIES=1`) se
 three times the misses of a query per miss, with a third of the p99 (docs/profiling-study.md,
 section 5).
 
+With reads on a replica (POSTGRES_READ_URL) the ids the replica does not have are asked of
+the primary before they are answered as unknown.
+
 The number of waiting ids is bounded by the requests a worker accepts (granian's
 backpressure), so a query never carries more ids than that.
 """
@@ -27,8 +30,11 @@ Waiters = dict[str, list[asyncio.Future[bytes | None]]]
 class DocumentLoader:
     """Stored response bodies by id for one event loop, read in shared queries."""
 
-    def __init__(self, pool: Pool, max_reads: int) -> None:
+    def __init__(self, pool: Pool, max_reads: int, primary: Pool | None = None) -> None:
         self._pool = pool
+        # With reads on a replica: where the ids it does not have yet are asked again, since
+        # a replica lags and "not found" there may be an order the primary has just stored.
+        self._primary = primary
         self._max_reads = max_reads
         self._waiting: Waiters = {}
         self._reading: Waiters = {}
@@ -65,6 +71,9 @@ class DocumentLoader:
         failure: Exception | None = None
         try:
             bodies = await fetch_documents(self._pool, order_uids)
+            missing = [order_uid for order_uid in order_uids if order_uid not in bodies]
+            if self._primary is not None and missing:
+                bodies.update(await fetch_documents(self._primary, missing))
         except Exception as exc:  # whatever it is, every caller waiting on this query gets it
             failure, bodies = exc, {}
             # and so do the misses waiting for a free slot: their query would go to the same

@@ -125,6 +125,31 @@ async def fetch_recent(pool: Pool, limit: int) -> list[OrderSummary]:
     return [OrderSummary(*row) for row in await _query(pool, RECENT_SUMMARIES, (limit,))]
 
 
+# Where the server the reads go to stands: a standby's WAL received but not replayed yet
+# (bytes), the age of the last transaction it replayed, and whether replay is paused. On a
+# primary the first is NULL, so 0, and the others NULL.
+_REPLICA_LAG = """
+SELECT pg_is_in_recovery(),
+       COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::bigint,
+       extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8,
+       CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END
+"""
+
+
+class ReplicaLag(msgspec.Struct):
+    """How far the server the reads go to is behind its primary."""
+
+    standby: bool
+    replay_lag_bytes: int
+    last_replay_age_s: float | None
+    replay_paused: bool | None
+
+
+async def replica_lag(pool: Pool) -> ReplicaLag:
+    (row,) = await _query(pool, _REPLICA_LAG, ())
+    return ReplicaLag(*row)
+
+
 async def ping(pool: Pool) -> None:
     """Raise StoreUnavailable unless a read of the table misses use goes through, or
     StoreMisconfigured when the schema or a privilege is missing."""

@@ -2,21 +2,23 @@
 # A PostgreSQL primary and a synchronous standby under Patroni, with a one-node etcd as its
 # consensus store, for the high-availability tests: Debian's patroni, etcd-server and
 # PostgreSQL, nothing from Docker. Usage: pg-cluster.sh up|down|status
-# Ports from PG_CLUSTER_BASE_PORT (55470): etcd client +0 and peer +1, PostgreSQL nodes +2 and
-# +3, their Patroni REST APIs +4 and +5. Both commands are idempotent: `up` on a running
+# Ports from PG_CLUSTER_BASE_PORT (25470, below Linux's ephemeral range 32768-60999, where a
+# test's outgoing connection or port-0 listener could hold one): etcd client +0 and peer +1,
+# PostgreSQL nodes +2 and +3, their Patroni REST APIs +4 and +5. Both commands are idempotent: `up` on a running
 # cluster only waits for its leader, `down` on a stopped one does nothing.
 # Short ttl/loop_wait/retry_timeout and primary_start_timeout 0 make a crashed primary's
 # Patroni hand over to the standby at once instead of restarting it in place; use_pg_rewind
 # lets the old primary rejoin as a standby.
 source "$(dirname "$0")/lib.sh"
 
-BASE=${PG_CLUSTER_BASE_PORT:-55470}
+BASE=${PG_CLUSTER_BASE_PORT:-25470}
 NAME=${POSTGRES_CLUSTER:-orderservice}-ha
 USER_NAME=${POSTGRES_USER:-orders}
 PASSWORD=${POSTGRES_PASSWORD:-orders}
 DB_NAME=${POSTGRES_DB:-orders}
-# Owned by postgres, outside the checkout, which postgres may not be able to enter.
-DIR=/var/lib/postgresql/patroni-$NAME
+# Owned by postgres, outside the checkout, which postgres may not be able to enter; one per
+# port set, since etcd and Patroni keep the addresses they were first started with.
+DIR=/var/lib/postgresql/patroni-$NAME-$BASE
 PG_VERSION=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
 
 as_postgres() { runuser -u postgres -- "$@"; }
@@ -71,10 +73,26 @@ YAML
 
 running() { [ -f "$DIR/$1.pid" ] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
 
+# The last lines of every daemon's log, for an error that needs them.
+logs() {
+    local log
+    for log in "$DIR"/*.log; do
+        say "--- last lines of $log"
+        tail -n 15 "$log" >&2 || true
+    done
+}
+
+fail() {
+    say "error: $*"
+    logs
+    exit 1
+}
+
 start_daemon() {
-    local name=$1
-    shift
+    local name=$1 port=$2
+    shift 2
     running "$name" && return 0
+    port_open "$port" && fail "port $port, for $name, is taken by another program; set PG_CLUSTER_BASE_PORT"
     rm -f "$DIR/$name.pid"
     # The daemon writes its own pid (runuser's would not stop it), in a session of its own.
     runuser -u postgres -- setsid bash -c 'echo $$ >"$0"; exec "$@"' "$DIR/$name.pid" "$@" \
@@ -84,7 +102,7 @@ start_daemon() {
         running "$name" && return 0
         sleep 0.1
     done
-    die "$name did not start; see $DIR/$name.log"
+    fail "$name did not start"
 }
 
 leader_port() {
@@ -104,7 +122,18 @@ wait_for_leader() {
         leader_port && return 0
         sleep 0.1
     done
-    die "no Patroni leader within 120s; see $DIR/node*.log"
+    fail "no Patroni leader within 120s"
+}
+
+# The leader's PostgreSQL answering a query: Patroni may call itself leader a moment before
+# its server takes connections on the socket.
+wait_for_sql() {
+    local port=$1 i
+    for ((i = 0; i < 300; i++)); do
+        as_postgres psql -X -q -h "$DIR" -p "$port" -d postgres -c 'SELECT 1' >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    fail "the leader on port $port took no query within 30s"
 }
 
 up() {
@@ -112,7 +141,7 @@ up() {
     mkdir -p "$DIR"
     chown postgres:postgres "$DIR"
     chmod 700 "$DIR"
-    start_daemon etcd etcd --name etcd1 --data-dir "$DIR/etcd" \
+    start_daemon etcd "$BASE" etcd --name etcd1 --data-dir "$DIR/etcd" \
         --listen-client-urls "http://127.0.0.1:$BASE" --advertise-client-urls "http://127.0.0.1:$BASE" \
         --listen-peer-urls "http://127.0.0.1:$((BASE + 1))" \
         --initial-advertise-peer-urls "http://127.0.0.1:$((BASE + 1))" \
@@ -121,12 +150,15 @@ up() {
     for node in 1 2; do
         node_config "$node"
         chown postgres:postgres "$DIR/node$node.yml"
-        start_daemon "patroni$node" patroni "$DIR/node$node.yml"
+        running "patroni$node" || ! port_open $((BASE + 1 + node)) ||
+            fail "port $((BASE + 1 + node)), for node$node's PostgreSQL, is taken; set PG_CLUSTER_BASE_PORT"
+        start_daemon "patroni$node" $((BASE + 3 + node)) patroni "$DIR/node$node.yml"
     done
     local port
     port=$(wait_for_leader)
+    wait_for_sql "$port"
     as_postgres psql -X -q -v ON_ERROR_STOP=1 -h "$DIR" -p "$port" -d postgres \
-        -v user="$USER_NAME" -v pass="$PASSWORD" -v db="$DB_NAME" <<'SQL'
+        -v user="$USER_NAME" -v pass="$PASSWORD" -v db="$DB_NAME" <<'SQL' || fail "could not create the role $USER_NAME and database $DB_NAME on port $port"
 SELECT format('CREATE ROLE %I LOGIN CREATEDB PASSWORD %L', :'user', :'pass')
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'user') \gexec
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user')

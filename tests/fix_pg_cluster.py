@@ -15,11 +15,10 @@ from bench.common import create_database
 from service.config import Settings, load_settings
 from tests.fix_processes import infra, wait_for
 
-BASE_PORT = int(os.environ.get("PG_CLUSTER_BASE_PORT", "55470"))
+BASE_PORT = int(os.environ.get("PG_CLUSTER_BASE_PORT", "25470"))
 NODES = (1, 2)
-CLUSTER_DIR = Path(
-    f"/var/lib/postgresql/patroni-{os.environ.get('POSTGRES_CLUSTER', 'orderservice')}-ha"
-)
+CLUSTER_NAME = os.environ.get("POSTGRES_CLUSTER", "orderservice")
+CLUSTER_DIR = Path(f"/var/lib/postgresql/patroni-{CLUSTER_NAME}-ha-{BASE_PORT}")
 
 
 @dataclass(frozen=True)

@@ -135,10 +135,13 @@ def orders_table_locked(db_settings: Settings) -> Iterator[Conn]:
 
 
 def writers_waiting_for_the_lock(db: Conn) -> int:
+    """Clients of this database waiting on a lock (autovacuum's ANALYZE of `orders` waits on
+    the EXCLUSIVE lock too, but is no client)."""
     return scalar(
         db,
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+        " AND backend_type = 'client backend' AND wait_event_type = 'Lock'"
+        " AND pid <> pg_backend_pid()",
     )
 
 
@@ -494,12 +497,13 @@ def test_sigterm_under_ingest_and_http_load_completes_in_flight_work_and_loses_n
         load = HttpLoad(url, HitOrFill(uids_of(cached), uids_of(stored)), threads=4)
         with service_process(env, "consume") as consumer, load:
             wait_for(lambda: load.count() >= 100, 30, "HTTP load under way")
-            produce(
-                settings.kafka_brokers, env["KAFKA_TOPIC"], values_of(streamed), uids_of(streamed)
-            )
+            first, rest = streamed[:5_000], streamed[5_000:]
+            produce(settings.kafka_brokers, env["KAFKA_TOPIC"], values_of(first), uids_of(first))
             wait_for(lambda: stored_count(db, uids_of(streamed)) > 1_000, what="ingest under way")
-            # The signal reaches the consumer with a batch held inside its transaction.
+            # The signal reaches the consumer with a batch held inside its transaction: the
+            # rest arrives only once the lock is taken, so there is a batch to hold.
             with orders_table_locked(settings):
+                produce(settings.kafka_brokers, env["KAFKA_TOPIC"], values_of(rest), uids_of(rest))
                 wait_for(lambda: writers_waiting_for_the_lock(db) > 0, 60, "a batch held")
                 stored_at_signal = stored_count(db, uids_of(streamed))
                 sigterm_at = time.monotonic()

@@ -99,18 +99,24 @@ def translated_errors() -> Iterator[None]:
         raise translate(exc) from exc
 
 
-# Every connection and pool: UTC, so timestamps read back exactly as they were stored.
-_SESSION_OPTIONS = "-c timezone=UTC"
+# Every connection and pool: UTC, so timestamps read back exactly as they were stored. Set
+# once a connection is open, not in libpq's `options`, which PgBouncer before 1.20 (Debian's
+# is 1.18) refuses and later ones pass on only if told to.
+_SESSION_SETTINGS = "SET timezone TO 'UTC'"
+
+
+def _with_session_settings(conn: Connection) -> Connection:
+    conn.execute(_SESSION_SETTINGS)
+    conn.commit()
+    return conn
 
 
 def connect(settings: Settings) -> Connection:
     """A synchronous connection to the primary (the host that accepts writes), with the
-    service's options."""
+    service's session settings."""
     with translated_errors():
-        return psycopg.connect(
-            settings.postgres_primary_conninfo,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            options=_SESSION_OPTIONS,
+        return _with_session_settings(
+            psycopg.connect(settings.postgres_primary_conninfo, connect_timeout=CONNECT_TIMEOUT_S)
         )
 
 
@@ -130,11 +136,13 @@ _DEAD_PEER_DETECTION = {
 def connect_for_reads(settings: Settings) -> Connection:
     """A synchronous connection to where reads go (POSTGRES_READ_URL, else as configured)."""
     with translated_errors():
-        return psycopg.connect(
-            settings.postgres_read_conninfo,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            options=_SESSION_OPTIONS,
+        return _with_session_settings(
+            psycopg.connect(settings.postgres_read_conninfo, connect_timeout=CONNECT_TIMEOUT_S)
         )
+
+
+async def _configure_read(conn: AsyncConnection) -> None:
+    await conn.execute(f"{_SESSION_SETTINGS}; SET statement_timeout = {READ_STATEMENT_TIMEOUT_MS}")
 
 
 def async_pool(settings: Settings, *, primary: bool = False) -> Pool:
@@ -147,9 +155,9 @@ def async_pool(settings: Settings, *, primary: bool = False) -> Pool:
         # handled where a read fails (reader._query_retrying), not by a check on every checkout.
         kwargs={
             "connect_timeout": CONNECT_TIMEOUT_S,
-            "options": f"{_SESSION_OPTIONS} -c statement_timeout={READ_STATEMENT_TIMEOUT_MS}",
             "autocommit": True,
             **_DEAD_PEER_DETECTION,
         },
+        configure=_configure_read,
         open=False,
     )

@@ -5,6 +5,7 @@ single server. Patroni's REST API says which node leads."""
 import os
 import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,29 @@ class PgCluster:
         postmaster = self.postmaster_pid(node)
         os.kill(int((CLUSTER_DIR / f"patroni{node}.pid").read_text()), signal.SIGKILL)
         os.kill(postmaster, signal.SIGKILL)
+
+    @contextmanager
+    def maintenance(self) -> Iterator[None]:
+        """Patroni's maintenance mode for the block: outside it, a replica's Patroni resumes
+        paused WAL replay on its next loop (it takes a pause for one PostgreSQL 14+ makes on
+        a parameter change), so a test's pg_wal_replay_pause() would last about loop_wait."""
+        self._set_pause(True)
+        try:
+            yield
+        finally:
+            self._set_pause(False)
+
+    def _set_pause(self, pause: bool) -> None:
+        httpx.patch(f"{self.api(NODES[0])}/config", json={"pause": pause}, timeout=5)
+        wait_for(
+            lambda: all(
+                httpx.get(f"{self.api(node)}/patroni", timeout=2).json().get("pause", False)
+                == pause
+                for node in NODES
+            ),
+            30,
+            f"Patroni's pause set to {pause} on every node",
+        )
 
     def restart_missing(self) -> None:
         """Start again what is not running (a killed node rejoins, rewound if need be), and

@@ -144,7 +144,11 @@ def test_an_order_stored_while_the_replica_replays_nothing_is_found_on_the_prima
     }
     url = service_url(env)
     order = random_orders(1, seed=271)[0]
-    with service_process(env, "serve"), _superuser(pg_cluster, standby) as replica:
+    with (
+        service_process(env, "serve"),
+        pg_cluster.maintenance(),
+        _superuser(pg_cluster, standby) as replica,
+    ):
         wait_until_ready(url)
         replica.execute("SELECT pg_wal_replay_pause()")
         try:

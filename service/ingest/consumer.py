@@ -64,8 +64,10 @@ log = logging.getLogger(__name__)
 
 CacheSink = Callable[[list[tuple[bytes, bytes]]], object]
 
+# A retry is one connection attempt from one process, cheap for the server; a long cap would
+# only add to a failover: the new primary found up to BACKOFF_MAX_S after its promotion.
 BACKOFF_START_S = 0.5
-BACKOFF_MAX_S = 30.0
+BACKOFF_MAX_S = 4.0
 # While a batch is in the database, the gatherer looks at its write this often: the slack
 # between a write ending and the next starting.
 GATHER_STEP_S = 0.002

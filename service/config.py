@@ -87,6 +87,8 @@ class Settings:
     kafka_group: str
     kafka_partitions: int
     kafka_replication: int
+    # min.insync.replicas of the topics the service creates (an acks=all write needs this many).
+    kafka_min_insync_replicas: int
     kafka_security: KafkaSecurity
     # librdkafka properties passed through unchanged (KAFKA_PROPERTY_*), applied last.
     kafka_properties: tuple[tuple[str, str], ...]
@@ -313,6 +315,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         env = _Reader(
             {**env.environ, **{_URL_PARTS[k]: v for k, v in url.items() if k in _URL_PARTS}}
         )
+    replication = env.integer("KAFKA_REPLICATION", 1, 1, 7)
     return Settings(
         postgres_host=env.text("POSTGRES_HOST", "127.0.0.1"),
         postgres_port=env.integer("POSTGRES_PORT", 55432, 1, 65535),
@@ -329,7 +332,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_dlq_topic=env.text("KAFKA_DLQ_TOPIC", f"{topic}.dlq", _NAME),
         kafka_group=env.text("KAFKA_GROUP", "orders-service", _NAME),
         kafka_partitions=env.integer("KAFKA_PARTITIONS", 6, 1, 1000),
-        kafka_replication=env.integer("KAFKA_REPLICATION", 1, 1, 7),
+        kafka_replication=replication,
+        kafka_min_insync_replicas=env.integer(
+            "KAFKA_MIN_INSYNC_REPLICAS", max(1, replication - 1), 1, replication
+        ),
         kafka_security=_kafka_security(env),
         kafka_properties=_kafka_properties(env),
         ingest_batch_size=env.integer("INGEST_BATCH_SIZE", 5000, 1, 100_000),

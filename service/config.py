@@ -31,6 +31,12 @@ _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 _KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 KAFKA_PROPERTY_PREFIX = "KAFKA_PROPERTY_"
+# A killed consumer's partitions go to the rest of the group after 10 s rather than
+# librdkafka's default 45 s. On a multi-broker cluster it must outlast the move of the group's
+# coordinator, which KRaft starts only after `broker.session.timeout.ms` (9 s by default):
+# docs/deploying.md says to raise it there.
+DEFAULT_SESSION_TIMEOUT_MS = 10_000
+
 # librdkafka properties the service sets itself, from a dedicated setting or because delivery
 # depends on them (offsets stored and committed only after the database commit); a
 # KAFKA_PROPERTY_ for one of them is refused rather than silently winning or losing.
@@ -38,6 +44,7 @@ _OWNED_KAFKA_PROPERTIES = frozenset(
     {
         "bootstrap.servers",
         "group.id",
+        "session.timeout.ms",
         "enable.auto.commit",
         "enable.auto.offset.store",
         "enable.idempotence",
@@ -89,6 +96,8 @@ class Settings:
     kafka_replication: int
     # min.insync.replicas of the topics the service creates (an acks=all write needs this many).
     kafka_min_insync_replicas: int
+    # The consumer's session.timeout.ms: how long the group waits for a silent member.
+    kafka_session_timeout_ms: int
     kafka_security: KafkaSecurity
     # librdkafka properties passed through unchanged (KAFKA_PROPERTY_*), applied last.
     kafka_properties: tuple[tuple[str, str], ...]
@@ -335,6 +344,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_replication=replication,
         kafka_min_insync_replicas=env.integer(
             "KAFKA_MIN_INSYNC_REPLICAS", max(1, replication - 1), 1, replication
+        ),
+        kafka_session_timeout_ms=env.integer(
+            "KAFKA_SESSION_TIMEOUT_MS", DEFAULT_SESSION_TIMEOUT_MS, 6_000, 300_000
         ),
         kafka_security=_kafka_security(env),
         kafka_properties=_kafka_properties(env),

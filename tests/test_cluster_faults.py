@@ -112,6 +112,8 @@ def cluster_env(service_env: dict[str, str], cluster: Cluster) -> dict[str, str]
         "KAFKA_PARTITIONS": "6",
         "KAFKA_REPLICATION": "3",
         "KAFKA_MIN_INSYNC_REPLICAS": "2",
+        # Outlasts the coordinator's move (docs/deploying.md, a three-broker cluster).
+        "KAFKA_SESSION_TIMEOUT_MS": "30000",
         "INGEST_BATCH_SIZE": "500",
     }
 

@@ -386,3 +386,11 @@ def test_the_topics_the_service_creates_carry_min_insync_replicas(
     ]
     for future in admin.describe_configs(resources).values():
         assert future.result(timeout=30)["min.insync.replicas"].value == "1"
+
+
+def test_the_session_timeout_reaches_the_consumer_and_is_not_a_passthrough() -> None:
+    assert consumer_config(load_settings({}))["session.timeout.ms"] == 10_000
+    settings = load_settings({"KAFKA_SESSION_TIMEOUT_MS": "30000"})
+    assert consumer_config(settings)["session.timeout.ms"] == 30_000
+    with pytest.raises(ConfigError, match=r"sets .session\.timeout\.ms., which the service sets"):
+        load_settings({"KAFKA_PROPERTY_SESSION_TIMEOUT_MS": "30000"})

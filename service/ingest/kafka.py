@@ -30,12 +30,6 @@ ADMIN_TIMEOUT_S = 15.0
 _DLQ_MAX_MESSAGE_BYTES = "4194304"
 
 
-# A killed consumer's partitions go to the rest of the group after 10 s rather than
-# librdkafka's default 45 s. Heartbeats come from librdkafka's own thread, so a long batch or a
-# database outage does not count against it.
-SESSION_TIMEOUT_MS = 10_000
-
-
 _librdkafka_log = logging.getLogger("librdkafka")
 
 # The settings behind librdkafka's properties, to name in an error about one of them.
@@ -79,7 +73,9 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "statistics.interval.ms": 5000,
         # Long enough to ride out a database outage between two consume() calls.
         "max.poll.interval.ms": 600_000,
-        "session.timeout.ms": SESSION_TIMEOUT_MS,
+        # Heartbeats come from librdkafka's own thread, so a long batch or a database
+        # outage does not count against it.
+        "session.timeout.ms": settings.kafka_session_timeout_ms,
         "fetch.max.bytes": 16 * 1024 * 1024,
         "queued.max.messages.kbytes": 65536,
         **dict(settings.kafka_properties),

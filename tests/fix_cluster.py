@@ -17,8 +17,9 @@ NODES = (1, 2, 3)
 
 
 def _script(*args: str) -> str:
+    # stdout is the answer (the broker list); what the script says goes to the test's stderr.
     done = subprocess.run(
-        ["bash", str(SCRIPT), *args], check=True, capture_output=True, text=True, timeout=300
+        ["bash", str(SCRIPT), *args], check=True, stdout=subprocess.PIPE, text=True, timeout=300
     )
     return done.stdout.strip()
 

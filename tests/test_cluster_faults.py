@@ -7,11 +7,16 @@ issue so the suite fits 2 cores)."""
 
 import os
 import random
+import re
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import msgspec
 import psycopg
@@ -105,6 +110,63 @@ class StoringPauses:
                     return
 
 
+class ServiceLog:
+    """What the service wrote, once it has stopped."""
+
+    text = ""
+
+
+@contextmanager
+def echoed(log: ServiceLog) -> Iterator[IO[bytes]]:
+    """A file for the service's output, kept in `log` and echoed to the test's output when
+    the block ends (so -s shows it as before)."""
+    with tempfile.TemporaryFile() as output:
+        try:
+            yield output
+        finally:
+            output.seek(0)
+            log.text = output.read().decode(errors="replace")
+            sys.stdout.write(log.text)
+            sys.stdout.flush()
+
+
+# The consumer's lines worth seeing beside an order stored from the wrong copy: the group's
+# moves, every commit or dead letter Kafka did not take at once, and librdkafka's warnings
+# other than a connection to the dead broker failing.
+_GROUP_EVENTS = re.compile(
+    r"service\.ingest\S*\[\d+\] (assigned|revoked|lost|offset commit|gave up)"
+    r"|dead letter not delivered|(WARNING|ERROR) librdkafka\S* (?!FAIL )"
+)
+
+
+def overwrite_evidence(
+    brokers: str,
+    topic: str,
+    stream: Mixed,
+    overwritten: list[str],
+    dlq: list[bytes | None],
+    log: str,
+) -> str:
+    """Where each overwritten order's copies are in the topic (partition@offset, first copy
+    marked 1, the later one 2), whether its first copy was dead-lettered, and the consumer's
+    group events: enough to tell a topic out of order from a consumer that skipped."""
+    wanted = set(overwritten)
+    first = {o.order_uid: encode_order(o) for o in stream.valid if o.order_uid in wanted}
+    placed: dict[str, list[str]] = {uid: [] for uid in overwritten}
+    for message in read_all(brokers, topic, topic_size(brokers, topic)):
+        uid = (message.key() or b"").decode()
+        if uid in wanted:
+            copy = 1 if message.value() == first[uid] else 2
+            placed[uid].append(f"{copy}:{message.partition()}@{message.offset()}")
+    dead = set(dlq)
+    lines = [
+        f"{uid}: {' '.join(placed[uid])}{' first copy in DLQ' if first[uid] in dead else ''}"
+        for uid in overwritten[:8]
+    ]
+    events = [line for line in log.splitlines() if _GROUP_EVENTS.search(line)]
+    return "\n".join([*lines, "consumer:", *events[:20]])
+
+
 def cluster_env(service_env: dict[str, str], cluster: Cluster) -> dict[str, str]:
     return {
         **service_env,
@@ -138,7 +200,8 @@ def run_with_fault(
     cached = random_orders(100, seed=seed + 1)
     store(settings, cached)
     baseline = scalar(db, "SELECT count(*) FROM orders")
-    with service_process(env, "run") as service:
+    log = ServiceLog()
+    with echoed(log) as output, service_process(env, "run", output=output) as service:
         wait_until_ready(url)
         hits = Cached(cached_orders(url, cached))
         with (
@@ -167,10 +230,14 @@ def run_with_fault(
         assert service.poll() is None, "the service died"
     assert_stored_exactly(db, stream.valid)
     first = {o.order_uid: encode_order(o) for o in stream.valid}
-    overwritten = sum(stored_body(db, d.order_uid) != first[d.order_uid] for d in stream.duplicates)
-    assert overwritten == 0, "a later copy overwrote the first"
+    overwritten = [
+        d.order_uid for d in stream.duplicates if stored_body(db, d.order_uid) != first[d.order_uid]
+    ]
     dlq = env["KAFKA_DLQ_TOPIC"]
     dead = [m.value() for m in read_all(cluster.brokers, dlq, topic_size(cluster.brokers, dlq))]
+    assert not overwritten, "a later copy overwrote the first:\n" + overwrite_evidence(
+        cluster.brokers, env["KAFKA_TOPIC"], stream, overwritten, dead, log.text
+    )
     assert set(dead) == set(stream.invalid), "the DLQ holds exactly the invalid ones"
     hit_statuses = statuses(hit_load.outcomes())
     assert hit_statuses == {200: hit_load.count()}, hit_statuses
@@ -185,7 +252,7 @@ def run_with_fault(
         invalid=INVALID,
         stored_at_fault=stored_at_fault,
         stored=stored_count(db, uids),
-        overwritten=overwritten,
+        overwritten=len(overwritten),
         dead_letters=len(set(dead)),
         dead_letters_twice=len(dead) - len(set(dead)),
         redelivered=redelivered,

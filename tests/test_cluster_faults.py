@@ -190,12 +190,16 @@ def run_with_fault(
     seed: int,
 ) -> None:
     """Stream the mixed messages through `run`, SIGKILL the broker `victim` names once a
-    quarter is stored, restart it DOWN_S later, and check and report the outcome."""
+    quarter is stored, restart it DOWN_S later, and check and report the outcome. The stream
+    is `seed`'s orders and the cached ones `seed + 1`'s: both seeds no other test uses."""
     cluster.up()
     env = cluster_env(service_env, cluster)
     ensure_topics(load_settings(env))
     stream = mixed(seed)
     uids = uids_of(stream.valid)
+    # An order stored before the stream (another test's, from the same seed: random_orders
+    # gives the same ids, with another date_created) would make its first copy a duplicate.
+    assert stored_count(db, uids) == 0, "the stream's orders are stored already: reuse of a seed"
     url = service_url(env)
     cached = random_orders(100, seed=seed + 1)
     store(settings, cached)
@@ -271,7 +275,7 @@ def test_the_broker_leading_most_partitions_sigkilled_loses_nothing(
         leaders = kafka_cluster.leaders(env["KAFKA_TOPIC"]).most_common()
         return next(node for node, _ in leaders if node != coordinator)
 
-    run_with_fault("cluster_leader_kill", service_env, settings, db, kafka_cluster, leader, 80)
+    run_with_fault("cluster_leader_kill", service_env, settings, db, kafka_cluster, leader, 9601)
 
 
 def test_the_group_coordinator_sigkilled_loses_nothing(
@@ -281,5 +285,5 @@ def test_the_group_coordinator_sigkilled_loses_nothing(
         return kafka_cluster.coordinator(env["KAFKA_GROUP"])
 
     run_with_fault(
-        "cluster_coordinator_kill", service_env, settings, db, kafka_cluster, coordinator, 81
+        "cluster_coordinator_kill", service_env, settings, db, kafka_cluster, coordinator, 9611
     )

@@ -23,6 +23,11 @@ infra-down:
     bash infra/kafka.sh down
     bash infra/postgres.sh down
 
+# Three KRaft brokers for the replicated-cluster tests: up|down|status|brokers, or
+# start|stop|kill 1|2|3 (ports from KAFKA_CLUSTER_BASE_PORT, 9400 by default).
+kafka-cluster *args="up":
+    bash infra/kafka-cluster.sh {{args}}
+
 # Apply every pending migration.
 migrate-up:
     {{python}} -m service migrate up

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Apache Kafka 4.x in KRaft mode (one combined broker+controller) from its Maven Central jars.
-# Jars, data and logs live under $STATE_DIR/kafka. Usage: kafka.sh up|down
+# Jars, data and logs live under $STATE_DIR/kafka. Usage: kafka.sh up|down|jars (jars: only
+# fetch them, for infra/kafka-cluster.sh)
 source "$(dirname "$0")/lib.sh"
 
 PORT=${KAFKA_LOCAL_PORT:-9092}
@@ -80,5 +81,6 @@ stop() {
 case "${1:-up}" in
     up | start) start ;;
     down | stop) stop ;;
-    *) die "usage: $0 up|down" ;;
+    jars) fetch_jars ;;
+    *) die "usage: $0 up|down|jars" ;;
 esac

@@ -31,6 +31,12 @@ _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 _KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 KAFKA_PROPERTY_PREFIX = "KAFKA_PROPERTY_"
+# A killed consumer's partitions go to the rest of the group after 10 s rather than
+# librdkafka's default 45 s. On a multi-broker cluster it must outlast the move of the group's
+# coordinator, which KRaft starts only after `broker.session.timeout.ms` (9 s by default):
+# docs/deploying.md says to raise it there.
+DEFAULT_SESSION_TIMEOUT_MS = 10_000
+
 # librdkafka properties the service sets itself, from a dedicated setting or because delivery
 # depends on them (offsets stored and committed only after the database commit); a
 # KAFKA_PROPERTY_ for one of them is refused rather than silently winning or losing.
@@ -38,6 +44,7 @@ _OWNED_KAFKA_PROPERTIES = frozenset(
     {
         "bootstrap.servers",
         "group.id",
+        "session.timeout.ms",
         "enable.auto.commit",
         "enable.auto.offset.store",
         "enable.idempotence",
@@ -92,6 +99,10 @@ class Settings:
     kafka_group: str
     kafka_partitions: int
     kafka_replication: int
+    # min.insync.replicas of the topics the service creates (an acks=all write needs this many).
+    kafka_min_insync_replicas: int
+    # The consumer's session.timeout.ms: how long the group waits for a silent member.
+    kafka_session_timeout_ms: int
     kafka_security: KafkaSecurity
     # librdkafka properties passed through unchanged (KAFKA_PROPERTY_*), applied last.
     kafka_properties: tuple[tuple[str, str], ...]
@@ -369,6 +380,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         env = _Reader(
             {**env.environ, **{_URL_PARTS[k]: v for k, v in url.items() if k in _URL_PARTS}}
         )
+    replication = env.integer("KAFKA_REPLICATION", 1, 1, 7)
     postgres_host, postgres_port = _postgres_hosts(env)
     return Settings(
         postgres_host=postgres_host,
@@ -387,7 +399,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_dlq_topic=env.text("KAFKA_DLQ_TOPIC", f"{topic}.dlq", _NAME),
         kafka_group=env.text("KAFKA_GROUP", "orders-service", _NAME),
         kafka_partitions=env.integer("KAFKA_PARTITIONS", 6, 1, 1000),
-        kafka_replication=env.integer("KAFKA_REPLICATION", 1, 1, 7),
+        kafka_replication=replication,
+        kafka_min_insync_replicas=env.integer(
+            "KAFKA_MIN_INSYNC_REPLICAS", max(1, replication - 1), 1, replication
+        ),
+        kafka_session_timeout_ms=env.integer(
+            "KAFKA_SESSION_TIMEOUT_MS", DEFAULT_SESSION_TIMEOUT_MS, 6_000, 300_000
+        ),
         kafka_security=_kafka_security(env),
         kafka_properties=_kafka_properties(env),
         ingest_batch_size=env.integer("INGEST_BATCH_SIZE", 5000, 1, 100_000),

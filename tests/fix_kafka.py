@@ -100,7 +100,16 @@ class PacedProducer:
         self, brokers: str, topic: str, values: list[bytes], keys: list[str], seconds: float
     ) -> None:
         # log_level 3: errors only; the broker being away is expected, not worth a warning.
-        self._producer = Producer({"bootstrap.servers": brokers, "linger.ms": 5, "log_level": 3})
+        # Idempotent, as in `produce`: a request retried after a broker's loss must not land
+        # after later ones (a later copy of an order would then come first) or twice.
+        self._producer = Producer(
+            {
+                "bootstrap.servers": brokers,
+                "linger.ms": 5,
+                "log_level": 3,
+                "enable.idempotence": True,
+            }
+        )
         self._topic = topic
         self._messages = list(zip(values, keys, strict=True))
         self._seconds = seconds

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 import psycopg
@@ -66,9 +67,18 @@ def cache_region(prefix: str, capacity: int, byte_budget: int) -> Iterator[Share
 
 
 @contextmanager
-def service_process(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m service <args>`; stopped with SIGTERM (SIGKILL after 60 s) on leaving."""
-    process = subprocess.Popen([sys.executable, "-m", "service", *args], env=env, cwd=REPO)
+def service_process(
+    env: dict[str, str], *args: str, output: IO[bytes] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m service <args>`; stopped with SIGTERM (SIGKILL after 60 s) on leaving. Its
+    stdout and stderr go to `output` when given, else to the test's."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", *args],
+        env=env,
+        cwd=REPO,
+        stdout=output,
+        stderr=subprocess.STDOUT if output is not None else None,
+    )
     try:
         yield process
     finally:

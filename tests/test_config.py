@@ -1,3 +1,4 @@
+import logging
 import re
 import subprocess
 import sys
@@ -5,6 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+)
 from psycopg.conninfo import conninfo_to_dict
 
 from service.config import KafkaSecurity, load_settings
@@ -380,6 +386,65 @@ def test_readme_env_example_and_load_settings_name_the_same_variables() -> None:
     )
     assert documented == environ.asked
     assert example - NOT_SERVICE_SETTINGS == environ.asked
+
+
+def test_min_insync_replicas_defaults_to_one_below_the_replication() -> None:
+    assert load_settings({}).kafka_min_insync_replicas == 1
+    assert load_settings({"KAFKA_REPLICATION": "3"}).kafka_min_insync_replicas == 2
+    settings = load_settings({"KAFKA_REPLICATION": "3", "KAFKA_MIN_INSYNC_REPLICAS": "3"})
+    assert settings.kafka_min_insync_replicas == 3
+    with pytest.raises(ConfigError, match="'KAFKA_MIN_INSYNC_REPLICAS' has value '2'"):
+        load_settings({"KAFKA_MIN_INSYNC_REPLICAS": "2"})
+
+
+def test_a_topic_weaker_than_the_settings_is_used_with_a_warning_naming_both(
+    service_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = load_settings(service_env)
+    admin = AdminClient({"bootstrap.servers": settings.kafka_brokers})
+    weak = {"min.insync.replicas": "1"}
+    topics = [
+        NewTopic(t, 1, 1, config=weak) for t in (settings.kafka_topic, settings.kafka_dlq_topic)
+    ]
+    for future in admin.create_topics(topics).values():
+        future.result(timeout=30)
+    wanted = load_settings(
+        {**service_env, "KAFKA_REPLICATION": "3", "KAFKA_MIN_INSYNC_REPLICAS": "2"}
+    )
+    with caplog.at_level(logging.WARNING, logger="service.ingest.kafka"):
+        ensure_topics(wanted)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for topic in (settings.kafka_topic, settings.kafka_dlq_topic):
+        assert (
+            f"topic {topic!r} exists with replication factor 1, below KAFKA_REPLICATION=3; "
+            in " ".join(warnings)
+        )
+        assert (
+            f"topic {topic!r} exists with min.insync.replicas=1, below "
+            "KAFKA_MIN_INSYNC_REPLICAS=2; " in " ".join(warnings)
+        )
+
+
+def test_the_topics_the_service_creates_carry_min_insync_replicas(
+    service_env: dict[str, str],
+) -> None:
+    settings = load_settings(service_env)
+    ensure_topics(settings)
+    admin = AdminClient({"bootstrap.servers": settings.kafka_brokers})
+    resources = [
+        ConfigResource(ConfigResource.Type.TOPIC, t)
+        for t in (settings.kafka_topic, settings.kafka_dlq_topic)
+    ]
+    for future in admin.describe_configs(resources).values():
+        assert future.result(timeout=30)["min.insync.replicas"].value == "1"
+
+
+def test_the_session_timeout_reaches_the_consumer_and_is_not_a_passthrough() -> None:
+    assert consumer_config(load_settings({}))["session.timeout.ms"] == 10_000
+    settings = load_settings({"KAFKA_SESSION_TIMEOUT_MS": "30000"})
+    assert consumer_config(settings)["session.timeout.ms"] == 30_000
+    with pytest.raises(ConfigError, match=r"sets .session\.timeout\.ms., which the service sets"):
+        load_settings({"KAFKA_PROPERTY_SESSION_TIMEOUT_MS": "30000"})
 
 
 def test_reads_go_where_postgres_read_url_says_and_writers_stay_on_the_primary() -> None:

@@ -18,9 +18,9 @@ import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
 from service.cache.region import remove_files
-from service.config import Settings, load_settings
+from service.config import DEFAULT_SESSION_TIMEOUT_MS, Settings, load_settings
 from service.ingest.consumer import OrderConsumer
-from service.ingest.kafka import SESSION_TIMEOUT_MS, ensure_topics
+from service.ingest.kafka import ensure_topics
 from service.model import Order, encode_order
 from tests import netns
 from tests.fix_db import Conn, scalar, stored_count
@@ -32,7 +32,7 @@ from tests.orders import random_orders
 pytestmark = pytest.mark.integration
 
 # The consumer's session.timeout.ms: how long a killed member keeps its partitions.
-SESSION_TIMEOUT_S = SESSION_TIMEOUT_MS / 1000
+SESSION_TIMEOUT_S = DEFAULT_SESSION_TIMEOUT_MS / 1000
 
 
 @pytest.fixture

@@ -13,7 +13,11 @@ import time
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+)
 
 from service.config import Settings
 from service.errors import BrokerUnavailable, ConfigError
@@ -24,12 +28,6 @@ ADMIN_TIMEOUT_S = 15.0
 # The dead-letter topic takes the original message plus headers, so it allows more than the
 # broker's default 1 MB for a message that was refused for being too large.
 _DLQ_MAX_MESSAGE_BYTES = "4194304"
-
-
-# A killed consumer's partitions go to the rest of the group after 10 s rather than
-# librdkafka's default 45 s. Heartbeats come from librdkafka's own thread, so a long batch or a
-# database outage does not count against it.
-SESSION_TIMEOUT_MS = 10_000
 
 
 _librdkafka_log = logging.getLogger("librdkafka")
@@ -75,7 +73,9 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "statistics.interval.ms": 5000,
         # Long enough to ride out a database outage between two consume() calls.
         "max.poll.interval.ms": 600_000,
-        "session.timeout.ms": SESSION_TIMEOUT_MS,
+        # Heartbeats come from librdkafka's own thread, so a long batch or a database
+        # outage does not count against it.
+        "session.timeout.ms": settings.kafka_session_timeout_ms,
         "fetch.max.bytes": 16 * 1024 * 1024,
         "queued.max.messages.kbytes": 65536,
         **dict(settings.kafka_properties),
@@ -167,18 +167,25 @@ def checked_admin(settings: Settings) -> AdminClient:
 
 def ensure_topics(settings: Settings) -> None:
     """Check that Kafka lets us in, then create the order topic and its dead-letter topic if
-    they do not exist yet."""
+    they do not exist yet, and warn about one that exists with weaker durability than set."""
     admin = checked_admin(settings)
+    insync = {"min.insync.replicas": str(settings.kafka_min_insync_replicas)}
     topics = [
-        NewTopic(settings.kafka_topic, settings.kafka_partitions, settings.kafka_replication),
+        NewTopic(
+            settings.kafka_topic,
+            settings.kafka_partitions,
+            settings.kafka_replication,
+            config=insync,
+        ),
         NewTopic(
             settings.kafka_dlq_topic,
             settings.kafka_partitions,
             settings.kafka_replication,
-            config={"max.message.bytes": _DLQ_MAX_MESSAGE_BYTES},
+            config={**insync, "max.message.bytes": _DLQ_MAX_MESSAGE_BYTES},
         ),
     ]
     futures = admin.create_topics(topics, request_timeout=ADMIN_TIMEOUT_S)
+    existing: list[str] = []
     for name, future in futures.items():
         try:
             future.result(timeout=ADMIN_TIMEOUT_S)
@@ -186,6 +193,7 @@ def ensure_topics(settings: Settings) -> None:
         except KafkaException as exc:
             error = exc.args[0]
             if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                existing.append(name)
                 continue
             raise BrokerUnavailable(
                 f"could not create topic {name!r} on {settings.kafka_brokers}: {error}"
@@ -194,3 +202,38 @@ def ensure_topics(settings: Settings) -> None:
             raise BrokerUnavailable(
                 f"Kafka at {settings.kafka_brokers} did not answer within {ADMIN_TIMEOUT_S:.0f} s"
             ) from exc
+    for name in existing:
+        _warn_if_weaker(settings, admin, name)
+
+
+def _warn_if_weaker(settings: Settings, admin: AdminClient, topic: str) -> None:
+    """Log a warning when an existing topic has fewer replicas or a lower min.insync.replicas
+    than the settings ask for. The topic is left as it is: changing it is the operator's call."""
+    try:
+        metadata = admin.list_topics(topic, timeout=ADMIN_TIMEOUT_S).topics[topic]
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        configs = admin.describe_configs([resource], request_timeout=ADMIN_TIMEOUT_S)
+        entries = configs[resource].result(timeout=ADMIN_TIMEOUT_S)
+    except (KafkaException, TimeoutError) as exc:
+        log.warning("could not read the settings of topic %r to compare them: %s", topic, exc)
+        return
+    replicas = min((len(p.replicas) for p in metadata.partitions.values()), default=0)
+    insync = int(entries["min.insync.replicas"].value)
+    if replicas < settings.kafka_replication:
+        log.warning(
+            "topic %r exists with replication factor %d, below KAFKA_REPLICATION=%d; "
+            "it is used as it is (add replicas with kafka-reassign-partitions.sh)",
+            topic,
+            replicas,
+            settings.kafka_replication,
+        )
+    if insync < settings.kafka_min_insync_replicas:
+        log.warning(
+            "topic %r exists with min.insync.replicas=%d, below KAFKA_MIN_INSYNC_REPLICAS=%d; "
+            "it is used as it is (raise it with kafka-configs.sh --alter --add-config "
+            "min.insync.replicas=%d)",
+            topic,
+            insync,
+            settings.kafka_min_insync_replicas,
+            settings.kafka_min_insync_replicas,
+        )

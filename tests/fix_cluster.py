@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from tests.fix_processes import REPO
+from tests.fix_processes import REPO, wait_for
 
 SCRIPT = REPO / "infra" / "kafka-cluster.sh"
 NODES = (1, 2, 3)
@@ -48,15 +48,14 @@ class Cluster:
         self.wait_for_brokers(len(NODES))
 
     def wait_for_brokers(self, count: int, seconds: float = 120.0) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                if len(self.admin().list_topics(timeout=5).brokers) == count:
-                    return
-            except KafkaException:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"the cluster did not show {count} brokers within {seconds:.0f} s")
+        wait_for(lambda: self._broker_count() == count, seconds, f"{count} brokers in the cluster")
+
+    def _broker_count(self) -> int:
+        """The brokers the cluster's metadata lists now; 0 while none answers."""
+        try:
+            return len(self.admin().list_topics(timeout=5).brokers)
+        except KafkaException:
+            return 0
 
     def leaders(self, topic: str) -> Counter[int]:
         """How many partitions of `topic` each node leads."""

@@ -1,11 +1,13 @@
 """OffsetCommits: which offsets go out with the next commit, one commit at a time, after Kafka
-refuses, confirms or answers late, and what is waited for when partitions are given up."""
+refuses, confirms or answers late, and what is waited for when partitions are given up; and
+HeldOffsets: a stored batch's offsets held until the dead letters sent before it are
+acknowledged, released in the order the batches were stored."""
 
 from typing import NamedTuple
 
 from confluent_kafka import KafkaError, TopicPartition
 
-from service.ingest.offsets import OffsetCommits
+from service.ingest.offsets import HeldOffsets, OffsetCommits
 
 REFUSED = KafkaError(KafkaError.ILLEGAL_GENERATION)
 
@@ -96,3 +98,33 @@ def test_a_partition_given_up_is_reported_once_and_its_late_answers_are_ignored(
     assert commits.outstanding() == {}
     commits.record({("t", 2): 1})
     assert _offsets(commits.due()) == {("t", 2, 1)}
+
+
+def test_held_offsets_wait_for_the_dead_letters_sent_before_their_batch() -> None:
+    held = HeldOffsets()
+    held.hold(0, {("t", 0): 10})  # no dead letter sent yet
+    held.hold(3, {("t", 0): 20, ("t", 1): 7})  # dead letters 0-2 sent before this one
+    held.hold(3, {("t", 0): 30})
+    held.hold(5, {("t", 1): 9})
+    assert held.release(0) == {("t", 0): 10}
+    assert held.release(2) == {}, "dead letter 2 is not acknowledged yet"
+    assert held.release(4) == {("t", 0): 30, ("t", 1): 7}, "the newest offset of each"
+    assert len(held) == 1
+    assert held.release(5) == {("t", 1): 9}
+    assert len(held) == 0
+
+
+def test_a_later_batch_never_passes_an_earlier_one_still_held() -> None:
+    held = HeldOffsets()
+    held.hold(4, {("t", 0): 10})
+    held.hold(4, {("t", 1): 5})
+    assert held.release(3) == {}
+    assert len(held) == 2
+
+
+def test_lost_partitions_are_dropped_from_the_held_offsets() -> None:
+    held = HeldOffsets()
+    held.hold(1, {("t", 0): 10, ("t", 1): 5})
+    held.hold(2, {("t", 1): 8})
+    held.drop([("t", 1)])
+    assert held.release(2) == {("t", 0): 10}

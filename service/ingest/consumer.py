@@ -14,8 +14,11 @@ Three stages, so that PostgreSQL writes one batch while Python decodes the next:
      process hands the GIL over every `GIL_SWITCH_INTERVAL_S`, far sooner than CPython's default;
   3. finish (main thread, once the write is done and the next batch is on its way to the
      database): hand the stored bodies to the cache, dead-letter what PostgreSQL refused,
-     wait until Kafka has acknowledged every dead letter, commit the batch's offsets
-     without waiting for the answer, one commit at a time (`OffsetCommits`).
+     and hold the batch's offsets until Kafka has acknowledged every dead letter sent so far
+     (`HeldOffsets`); released ones are committed without waiting for the answer, one
+     commit at a time (`OffsetCommits`). Storing goes on while dead letters wait, so a
+     dead-letter partition without a leader holds commits back, not orders (up to
+     `MAX_HELD_BATCHES`, then the consumer waits for Kafka).
 Offsets are therefore committed only after that batch's database commit and its dead letters'
 acknowledgements, one batch after the other, so in order per partition. A crash anywhere
 redelivers what was not committed, and the writer's ON CONFLICT makes that harmless. Before
@@ -23,15 +26,16 @@ partitions are given up (revocation, the end of the run) the consumer waits for 
 
 Several instances share the topic through one consumer group (cooperative-sticky). Rebalance
 callbacks run only inside consume(), on the main thread; on revocation the pipeline is drained
-(the batch in the database and the one gathered are stored, finished and committed, waiting for
-Kafka's answer) while the partitions are still ours. librdkafka drops from a consume() result
-the messages of partitions revoked during that call. A commit refused in the middle of a
-rebalance (the group's generation is changing) is queued again and retried with the next batch,
-and on revocation; partitions *lost* (session expired) cannot be committed, so their offsets are
-dropped from the batches in hand and their new owner gets them again and skips them as
-duplicates. While PostgreSQL is down the main thread waits for the write (the one place
-`StoreUnavailable` is handled) and does not call consume(), so a rebalance waits for the
-database (at most `max.poll.interval.ms`); nothing is committed for an unstored batch.
+(the batch in the database and the one gathered are stored and finished, every dead letter
+acknowledged, and the offsets committed, waiting for Kafka's answer) while the partitions are
+still ours. librdkafka drops from a consume() result the messages of partitions revoked during
+that call. A commit refused in the middle of a rebalance (the group's generation is changing) is
+queued again and retried with the next batch, and on revocation; partitions *lost* (session
+expired) cannot be committed, so their offsets are dropped from the batches in hand and the held
+ones, and their new owner gets them again and skips them as duplicates. While PostgreSQL is down
+the main thread waits for the write (the one place `StoreUnavailable` is handled) and does not
+call consume(), so a rebalance waits for the database (at most `max.poll.interval.ms`); nothing
+is committed for an unstored batch.
 """
 
 import logging
@@ -51,7 +55,7 @@ from service.config import Settings
 from service.errors import CacheError, StoreUnavailable
 from service.ingest.deadletter import DeadLetters
 from service.ingest.kafka import consumer_config, ensure_topics
-from service.ingest.offsets import OffsetCommits
+from service.ingest.offsets import HeldOffsets, OffsetCommits
 from service.ingest.progress import IngestProgress
 from service.model import Document, Rejection, decode_order
 from service.observability import metrics
@@ -75,6 +79,9 @@ GATHER_STEP_S = 0.002
 # default, PostgreSQL sat idle behind every one of the writer's round trips; the value is the
 # best of a sweep (docs/profiling-study.md, 7.3).
 GIL_SWITCH_INTERVAL_S = 0.0002
+# Stored batches whose offsets may wait for dead letters' acknowledgements before the consumer
+# stops taking more and waits for Kafka: what a crash would redeliver, at most.
+MAX_HELD_BATCHES = 256
 
 
 class _Stats(msgspec.Struct):
@@ -137,6 +144,7 @@ class OrderConsumer:
         self._gathering = _Batch()
         self._in_flight: tuple[_Batch, Future[Written[Message]]] | None = None
         self._commits = OffsetCommits()
+        self._held = HeldOffsets()
         self._dead_letters = DeadLetters(settings)
         config = consumer_config(settings)
         config["stats_cb"] = lambda raw: _on_stats(self.progress, raw)
@@ -155,12 +163,12 @@ class OrderConsumer:
         try:
             while not self.stop.is_set():
                 self._gather()
-                # The answer to the last commit may have come inside consume(): what batches
-                # queued meanwhile goes out now.
-                self._send_commit()
+                # Dead letters acknowledged and the last commit answered meanwhile: what
+                # batches that frees goes out now.
+                self._release()
                 self._advance()
                 self.progress.maybe_log()
-            self._drain()
+            self._settle()
             self._commit_now()
         except BaseException:
             # What is in hand stays uncommitted, for redelivery; closing must not drain it.
@@ -277,8 +285,11 @@ class OrderConsumer:
             self._cache([(order.order_uid.encode(), body) for order, body in written.stored])
         for message, exc in written.rejected:
             self._dead_letter(message, "db_rejected", str(exc))
-        self._dead_letters.flush()
-        self._commit(batch.offsets)
+        self._held.hold(self._dead_letters.sent, {k: o + 1 for k, o in batch.offsets.items()})
+        if len(self._held) > MAX_HELD_BATCHES:
+            log.warning("%d batches wait for dead letters; waiting for Kafka", MAX_HELD_BATCHES)
+            self._dead_letters.flush()
+        self._release()
         self.progress.batch_done(
             consumed=batch.consumed,
             stored=len(written.stored),
@@ -303,11 +314,21 @@ class OrderConsumer:
             self._writer.close()
             self._writer = None
 
-    def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        """Commit a stored batch's offsets without waiting (offsets.py says why), now if no
-        commit is unanswered, else with the next one."""
-        self._commits.record({key: offset + 1 for key, offset in offsets.items()})
+    def _release(self) -> None:
+        """Queue the offsets of the batches whose dead letters are all acknowledged, and
+        commit them without waiting (offsets.py says why): now if no commit is unanswered,
+        else with the next one."""
+        self._dead_letters.poll()
+        released = self._held.release(self._dead_letters.acknowledged)
+        if released:
+            self._commits.record(released)
         self._send_commit()
+
+    def _settle(self) -> None:
+        """Everything taken stored, every dead letter acknowledged, all offsets queued."""
+        self._drain()
+        self._dead_letters.flush()
+        self._release()
 
     def _send_commit(self) -> None:
         """Send what is queued if the last commit is answered; its answer comes to
@@ -345,7 +366,7 @@ class OrderConsumer:
 
     def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
         # Still ours inside this callback: the last chance to store and commit what we took.
-        self._drain()
+        self._settle()
         revoked = [(p.topic, p.partition) for p in partitions]
         self._commit_now(revoked)
         self._forget(revoked)
@@ -358,6 +379,7 @@ class OrderConsumer:
         for batch in self._batches_in_hand():
             for key in lost:
                 batch.offsets.pop(key, None)
+        self._held.drop(lost)
         self._forget(lost)
         log.warning(
             "lost %s (session expired); their uncommitted batches are redelivered",

@@ -18,8 +18,13 @@ batches that end only queue their offsets; the next commit carries the newest of
 Ordering: a newer offset for a partition supersedes an older one, so an answer about any other
 offset than the one sent (a synchronous commit's answer comes through the same callback) is
 ignored.
+
+Before any of that, a stored batch's offsets wait in `HeldOffsets` until Kafka has acknowledged
+the dead letters sent up to then (deadletter.py): released in the order the batches were
+stored, so a partition's offset never passes a dead letter still on its way.
 """
 
+from collections import deque
 from collections.abc import Iterable, Mapping
 
 from confluent_kafka import KafkaError, TopicPartition
@@ -87,3 +92,32 @@ class OffsetCommits:
             if queued is not None or sent is not None:
                 dropped.append(key)
         return dropped
+
+
+class HeldOffsets:
+    """Stored batches' next offsets, each held until the dead letters sent before it are
+    acknowledged (`mark`: how many had been sent), released oldest first."""
+
+    def __init__(self) -> None:
+        self._held: deque[tuple[int, dict[Key, int]]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def hold(self, mark: int, next_offsets: Mapping[Key, int]) -> None:
+        self._held.append((mark, dict(next_offsets)))
+
+    def release(self, acknowledged: int) -> dict[Key, int]:
+        """The newest offset per partition of the batches whose dead letters are all
+        acknowledged (those numbered below `acknowledged`), up to the first that is not."""
+        released: dict[Key, int] = {}
+        while self._held and self._held[0][0] <= acknowledged:
+            released.update(self._held.popleft()[1])
+        return released
+
+    def drop(self, keys: Iterable[Key]) -> None:
+        """Forget the partitions' held offsets (lost to another member)."""
+        lost = set(keys)
+        for _, offsets in self._held:
+            for key in lost:
+                offsets.pop(key, None)

@@ -8,13 +8,14 @@ mkdir -p "$STATE_DIR"
 say() { printf '[%s] %s\n' "$(basename "$0" .sh)" "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-# True when something accepts TCP connections on 127.0.0.1:$1.
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# True when something accepts TCP connections on port $1 of $2 (default 127.0.0.1).
+port_open() { (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }
 
+# wait_for_port PORT SECONDS WHAT [HOST]
 wait_for_port() {
-    local port=$1 seconds=$2 what=$3 i
+    local port=$1 seconds=$2 what=$3 host=${4:-127.0.0.1} i
     for ((i = 0; i < seconds * 10; i++)); do
-        port_open "$port" && return 0
+        port_open "$port" "$host" && return 0
         sleep 0.1
     done
     die "$what did not open port $port within ${seconds}s"

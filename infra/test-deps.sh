@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # What the test suite needs beyond PostgreSQL and Kafka: Debian's Chromium for the page tests,
-# iproute2 for the two-host test's network namespaces, openssl for the TLS tests' certificates,
+# iproute2 and nftables for the network namespaces of the two-host and the network-fault tests
+# (their cuts and losses), openssl for the TLS tests' certificates,
 # Prometheus (the server and promtool) for the monitoring tests, and docker-compose (Debian's
 # 1.29, no Docker engine needed) to validate docker-compose.yml.
 source "$(dirname "$0")/lib.sh"
-ensure_apt chromium iproute2 openssl docker-compose
+ensure_apt chromium iproute2 nftables openssl docker-compose
 
 # The monitoring tests run the prometheus binary themselves, on a free port with their own
 # configuration: the package's service must not start. A policy-rc.d that refuses every start

@@ -15,7 +15,7 @@ from service.config import Settings
 from service.store.db import connect
 from service.store.writer import OrderWriter
 from tests.fix_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.fix_cluster import Cluster, start_cluster, stop_cluster
+from tests.fix_cluster import Cluster, running_cluster
 from tests.fix_db import Conn
 from tests.fix_processes import free_port, infra, service_process, service_url, wait_until_ready
 
@@ -66,11 +66,11 @@ def infrastructure() -> None:
 
 @pytest.fixture(scope="session")
 def kafka_cluster() -> Iterator[Cluster]:
-    """Three KRaft brokers (infra/kafka-cluster.sh), started for the first test that asks for
-    them and stopped at the end of the run; every other test uses the single broker."""
-    cluster = start_cluster()
-    yield cluster
-    stop_cluster()
+    """Three KRaft brokers (infra/kafka-cluster.sh) on a LAN of their own, started for the first
+    test that asks for them and stopped at the end of the run; every other test uses the single
+    broker."""
+    with running_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

@@ -52,7 +52,7 @@ def free_port() -> int:
 
 
 def service_url(env: dict[str, str]) -> str:
-    return f"http://127.0.0.1:{env['HTTP_PORT']}"
+    return f"http://{env.get('HTTP_HOST', '127.0.0.1')}:{env['HTTP_PORT']}"
 
 
 @contextmanager
@@ -68,12 +68,14 @@ def cache_region(prefix: str, capacity: int, byte_budget: int) -> Iterator[Share
 
 @contextmanager
 def service_process(
-    env: dict[str, str], *args: str, output: IO[bytes] | None = None
+    env: dict[str, str], *args: str, output: IO[bytes] | None = None, netns: str | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m service <args>`; stopped with SIGTERM (SIGKILL after 60 s) on leaving. Its
-    stdout and stderr go to `output` when given, else to the test's."""
+    """`python -m service <args>` (in network namespace `netns` when given); stopped with
+    SIGTERM (SIGKILL after 60 s) on leaving. Its stdout and stderr go to `output` when given,
+    else to the test's."""
+    where = ["ip", "netns", "exec", netns] if netns is not None else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", *args],
+        [*where, sys.executable, "-m", "service", *args],
         env=env,
         cwd=REPO,
         stdout=output,

@@ -1,10 +1,17 @@
-"""Network namespaces as stand-in hosts for the scale-out test.
+"""Network namespaces as stand-in hosts: point-to-point for the scale-out test (`hosts`), on a
+private LAN for the replicated-cluster tests (`lan`).
 
-Each host is a namespace with a veth pair to the machine, addresses from a /30 chosen by the
+`hosts`: each host is a namespace with a veth pair to the machine, addresses from a /30 chosen by the
 test itself (checked unused), and a forwarder on its own loopback for each given port, going to
 the host end of its veth, where another forwarder goes on to the machine's loopback. PostgreSQL
 and Kafka (bound to, and advertising, loopback) are thus reachable from every host unchanged,
 and nothing leaves the machine. `hosts()` removes everything it made, even on failure.
+
+`lan`: a bridge on the machine with an address of its own (`Lan.machine`) and a /24 no route
+uses yet; each host joined to it is a namespace whose `eth0` is a veth on the bridge, with the
+next address. Hosts on it reach each other and the machine directly (the bridge forwards;
+nothing is routed), so a Kafka node in one advertises its own address to all. `lan()` and
+`Lan.join()` remove what they made, even on failure.
 """
 
 import os
@@ -110,20 +117,25 @@ class Host:
                 process.stdout.close()
 
 
-def _make_host(stack: ExitStack, name: str, veth: str, outside: str, inside: str) -> Host:
+def _add_namespace(stack: ExitStack, name: str, address: str) -> Host:
     _ip("netns", "add", name)
-    host = Host(name, inside)
+    host = Host(name, address)
     # Last in, first out: its processes stopped, then the namespace (and with it the veth pair)
     # deleted.
     stack.callback(_ip, "netns", "delete", name)
     stack.callback(host.stop)
+    _ip("link", "set", "lo", "up", namespace=name)
+    return host
+
+
+def _make_host(stack: ExitStack, name: str, veth: str, outside: str, inside: str) -> Host:
+    host = _add_namespace(stack, name, inside)
     _ip("link", "add", f"{veth}h", "type", "veth", "peer", "name", f"{veth}n")
     _ip("link", "set", f"{veth}n", "netns", name)
     _ip("addr", "add", f"{outside}/30", "dev", f"{veth}h")
     _ip("link", "set", f"{veth}h", "up")
     _ip("addr", "add", f"{inside}/30", "dev", f"{veth}n", namespace=name)
     _ip("link", "set", f"{veth}n", "up", namespace=name)
-    _ip("link", "set", "lo", "up", namespace=name)
     return host
 
 
@@ -153,3 +165,41 @@ def hosts(count: int, ports: list[int]) -> Iterator[list[Host]]:
             inside = [f"127.0.0.1:{port}={next(bound)}" for port in ports]
             ready_addresses(host.start([*FORWARDER, *inside], dict(os.environ), subprocess.PIPE))
         yield made
+
+
+class Lan:
+    """The bridge of `lan()`: `machine` is the machine's own address on it."""
+
+    def __init__(self, run: str, prefix: str, bridge: str) -> None:
+        self._run, self._prefix, self._bridge = run, prefix, bridge
+        self.machine = f"{prefix}.254"
+        self._joined = 0
+
+    def join(self, stack: ExitStack, label: str) -> Host:
+        """A new host on the LAN, its namespace named after `label`, removed by `stack`."""
+        self._joined += 1
+        number = self._joined
+        name = f"orders-{self._run}-{number}{label}"
+        host = _add_namespace(stack, name, f"{self._prefix}.{number}")
+        veth = f"ol{self._run}{number}"
+        _ip("link", "add", veth, "type", "veth", "peer", "name", f"{veth}n")
+        _ip("link", "set", veth, "master", self._bridge, "up")
+        _ip("link", "set", f"{veth}n", "netns", name)
+        _ip("link", "set", f"{veth}n", "name", "eth0", namespace=name)
+        _ip("addr", "add", f"{host.address}/24", "dev", "eth0", namespace=name)
+        _ip("link", "set", "eth0", "up", namespace=name)
+        return host
+
+
+@contextmanager
+def lan() -> Iterator[Lan]:
+    """A bridge with the machine on it; hosts join it with `Lan.join`."""
+    run = uuid.uuid4().hex[:6]
+    prefix = _unused_prefix()
+    bridge = f"obr{run}"
+    with ExitStack() as stack:
+        _ip("link", "add", bridge, "type", "bridge")
+        stack.callback(_ip, "link", "delete", bridge)
+        _ip("addr", "add", f"{prefix}.254/24", "dev", bridge)
+        _ip("link", "set", bridge, "up")
+        yield Lan(run, prefix, bridge)

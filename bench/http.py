@@ -56,7 +56,7 @@ BAR_ROUNDS = 4
 MISS_CACHE_SIZE = 1000
 WRITE_BATCH = 5000
 LUA = Path(__file__).with_name("wrk_report.lua")
-BARS = {"hit_ratio_to_ceiling": 0.85, "hit_p99_to_ceiling": 1.5, "miss_p99_ms": 10.0}
+BARS = {"hit_ratio_to_ceiling": 0.85, "hit_p99_to_ceiling": 1.5, "miss_p99_ms": 5.0}
 CORES = os.cpu_count() or 1
 # The service's own layout when nothing is set: `auto` workers for `serve` (no consumer).
 DEFAULT_LAYOUT = default_layout(auto_workers(CORES, consumer_beside=False))

@@ -43,7 +43,7 @@ from service.store.writer import OrderWriter
 
 WORKERS = 4
 WRITE_BATCH = 10_000
-WARMUP_BAR = 1.5
+WARMUP_BAR = 1.3
 ROUNDS = 2
 COPIES_BAR = 1.5
 LOAD_SECONDS = 10

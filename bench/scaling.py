@@ -166,6 +166,11 @@ def figures(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
             "kafka_cores": round(run["kafka_cores"], 2),
             "machine_busy_cores": round(run["machine_busy_cores"], 2),
         }
+    if 2 in runs:  # the bar: a second consumer must not cost throughput
+        out["ingest_2_consumers"] |= {
+            "bar": "no less than one consumer",
+            "met": runs[2]["orders_per_s"] >= one,
+        }
     return out
 
 

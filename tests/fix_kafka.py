@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from service.ingest.kafka import METADATA_REFRESH_MS
+
 # Partitions of the scale tests' topics (test_scale), which `shared_by` expects all held.
 PARTITIONS = 6
 
@@ -108,6 +110,9 @@ class PacedProducer:
                 "linger.ms": 5,
                 "log_level": 3,
                 "enable.idempotence": True,
+                # As the service's clients (service/ingest/kafka.py): a partition moved off a
+                # broker cut off by the network is found in seconds, not after 60 s.
+                "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
             }
         )
         self._topic = topic

@@ -25,6 +25,7 @@ from service.errors import BrokerUnavailable, ConfigError
 log = logging.getLogger(__name__)
 
 ADMIN_TIMEOUT_S = 15.0
+METADATA_REFRESH_MS = 2000
 # The dead-letter topic takes the original message plus headers, so it allows more than the
 # broker's default 1 MB for a message that was refused for being too large.
 _DLQ_MAX_MESSAGE_BYTES = "4194304"
@@ -48,6 +49,12 @@ def client_config(settings: Settings) -> dict[str, Any]:
         "security.protocol": security.protocol,
         # librdkafka's own lines through our handlers and format, not raw onto stderr.
         "logger": _librdkafka_log,
+        # A partition's new leader is learnt from metadata. A broker that dies closes its
+        # connections and a refresh follows at once, but one cut off by the network leaves
+        # the client's request to it hanging until `socket.timeout.ms` (60 s), its partitions
+        # fetched from it all along, though the cluster moved them seconds after the cut
+        # (docs/reliability.md, a broker cut off). A refresh every few seconds finds them.
+        "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
     }
     if security.protocol.startswith("SASL_"):
         config["sasl.mechanism"] = security.sasl_mechanism

@@ -126,13 +126,19 @@ class RecordsCommits:
         return offsets
 
 
+def batch_stored(consumer: OrderConsumer, offsets: dict[tuple[str, int], int]) -> None:
+    """What the consumer does with a stored batch's last offsets (no dead letters pending)."""
+    consumer._held.hold(consumer._dead_letters.sent, {k: o + 1 for k, o in offsets.items()})
+    consumer._release()
+
+
 def test_a_commit_refused_mid_rebalance_is_made_on_revocation_and_dropped_on_loss(
     settings: Settings,
 ) -> None:
     consumer = OrderConsumer(settings)
     kafka = RecordsCommits()
     consumer._consumer = kafka  # type: ignore[assignment]
-    consumer._commit({("t", 0): 9, ("t", 1): 4, ("t", 2): 7})
+    batch_stored(consumer, {("t", 0): 9, ("t", 1): 4, ("t", 2): 7})
     sent = [TopicPartition("t", p, o) for p, o in ((0, 10), (1, 5), (2, 8))]
     assert kafka.commits == [({("t", 0, 10), ("t", 1, 5), ("t", 2, 8)}, True)]
     consumer._on_commit(KafkaError(KafkaError.ILLEGAL_GENERATION), sent)
@@ -142,7 +148,7 @@ def test_a_commit_refused_mid_rebalance_is_made_on_revocation_and_dropped_on_los
     assert kafka.commits[-1] == ({("t", 0, 10)}, False)
     # Lost: another member may own it already, so it is never committed from here.
     consumer._on_lost(kafka, [TopicPartition("t", 1)])  # type: ignore[arg-type]
-    consumer._commit({("t", 3): 0})
+    batch_stored(consumer, {("t", 3): 0})
     assert kafka.commits[-1] == ({("t", 2, 8), ("t", 3, 1)}, True)
 
 

@@ -319,16 +319,20 @@ class OrderConsumer:
         commit them without waiting (offsets.py says why): now if no commit is unanswered,
         else with the next one."""
         self._dead_letters.poll()
+        self._queue_released()
+        self._send_commit()
+
+    def _queue_released(self) -> None:
         released = self._held.release(self._dead_letters.acknowledged)
         if released:
             self._commits.record(released)
-        self._send_commit()
 
     def _settle(self) -> None:
-        """Everything taken stored, every dead letter acknowledged, all offsets queued."""
+        """Everything taken stored, every dead letter acknowledged, all offsets queued for
+        the synchronous commit that follows."""
         self._drain()
         self._dead_letters.flush()
-        self._release()
+        self._queue_released()
 
     def _send_commit(self) -> None:
         """Send what is queued if the last commit is answered; its answer comes to

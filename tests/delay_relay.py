@@ -15,6 +15,8 @@ import struct
 import sys
 import time
 
+from tests.tcp_forward import pipe
+
 CHUNK = 1 << 16
 MARK = 0x4F
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h
@@ -55,17 +57,6 @@ async def _delayed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -
         writer.close()
 
 
-async def _plain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(CHUNK):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
-
-
 async def _relay(client_reader: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
     destination = _original_destination(client.get_extra_info("socket"))
     upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -78,7 +69,7 @@ async def _relay(client_reader: asyncio.StreamReader, client: asyncio.StreamWrit
         client.close()
         return
     server_reader, server = await asyncio.open_connection(sock=upstream)
-    await asyncio.gather(_delayed(client_reader, server), _plain(server_reader, client))
+    await asyncio.gather(_delayed(client_reader, server), pipe(server_reader, client))
 
 
 def _set_delay(seconds: float) -> None:

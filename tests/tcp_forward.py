@@ -37,7 +37,8 @@ def _address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy reader to writer until the reader ends, then close the writer."""
     try:
         while data := await reader.read(CHUNK):
             writer.write(data)
@@ -56,7 +57,7 @@ async def _forward(
     except OSError:
         client.close()
         return
-    await asyncio.gather(_pipe(client_reader, server), _pipe(server_reader, client))
+    await asyncio.gather(pipe(client_reader, server), pipe(server_reader, client))
 
 
 async def _main(routes: list[tuple[tuple[str, int], tuple[str, int]]]) -> None:

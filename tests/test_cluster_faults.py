@@ -395,45 +395,63 @@ def test_a_broker_cut_off_from_the_others_and_the_service_loses_nothing(
         )
 
 
-def test_a_slow_lossy_link_to_the_brokers_loses_nothing(
-    service_env: dict[str, str], settings: Settings, db: Conn, kafka_cluster: Cluster
+def run_with_slow_link(
+    name: str,
+    service_env: dict[str, str],
+    settings: Settings,
+    db: Conn,
+    cluster: Cluster,
+    seed: int,
+    peers: Callable[[dict[str, str]], tuple[list[str], int | None]],
+    rides_through: bool,
 ) -> None:
+    """`run_with_fault` with the service on its own host and its link to `peers` (addresses
+    and port, given its environment there) made slow and lossy."""
     with (
-        on_own_host(kafka_cluster, settings, cluster_env(service_env, kafka_cluster)) as placed,
+        on_own_host(cluster, settings, cluster_env(service_env, cluster)) as placed,
         ExitStack() as stack,
     ):
         host, env = placed
-        brokers = [broker.address for broker in kafka_cluster.hosts]
-        link = SlowLink(stack, host, brokers, None)
+        link = SlowLink(stack, host, *peers(env))
         run_with_fault(
-            "cluster_slow_brokers",
+            name,
             env,
             settings,
             db,
-            kafka_cluster,
+            cluster,
             lambda _: _slow(link),
-            9631,
+            seed,
             host.name,
-            rides_through=True,
+            rides_through=rides_through,
         )
+
+
+def test_a_slow_lossy_link_to_the_brokers_loses_nothing(
+    service_env: dict[str, str], settings: Settings, db: Conn, kafka_cluster: Cluster
+) -> None:
+    brokers = [broker.address for broker in kafka_cluster.hosts]
+    run_with_slow_link(
+        "cluster_slow_brokers",
+        service_env,
+        settings,
+        db,
+        kafka_cluster,
+        9631,
+        lambda _: (brokers, None),
+        rides_through=True,
+    )
 
 
 def test_a_slow_lossy_link_to_postgresql_loses_nothing(
     service_env: dict[str, str], settings: Settings, db: Conn, kafka_cluster: Cluster
 ) -> None:
-    with (
-        on_own_host(kafka_cluster, settings, cluster_env(service_env, kafka_cluster)) as placed,
-        ExitStack() as stack,
-    ):
-        host, env = placed
-        link = SlowLink(stack, host, [env["POSTGRES_HOST"]], int(env["POSTGRES_PORT"]))
-        run_with_fault(
-            "cluster_slow_postgres",
-            env,
-            settings,
-            db,
-            kafka_cluster,
-            lambda _: _slow(link),
-            9641,
-            host.name,
-        )
+    run_with_slow_link(
+        "cluster_slow_postgres",
+        service_env,
+        settings,
+        db,
+        kafka_cluster,
+        9641,
+        lambda env: ([env["POSTGRES_HOST"]], int(env["POSTGRES_PORT"])),
+        rides_through=False,
+    )

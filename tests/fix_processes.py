@@ -145,12 +145,17 @@ def outage(settings: Settings, script: str, stop: str, start: str) -> Iterator[f
         wait_until_up(settings)
 
 
-def wait_for(condition: Callable[[], bool], seconds: float = 90.0, what: str = "condition") -> None:
+def wait_for(
+    condition: Callable[[], bool],
+    seconds: float = 90.0,
+    what: str = "condition",
+    every: float = 0.2,
+) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.2)
+        time.sleep(every)
     raise AssertionError(f"{what} not reached within {seconds:.0f} s")
 
 

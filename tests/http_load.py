@@ -1,12 +1,16 @@
 """Closed-loop HTTP load on loopback for the fault tests: a few threads GET paths until
 stopped (or a hard time limit passes), recording each request's start, end and answer, so a
-test can ask what was answered in any window (during an outage, around a kill, a SIGTERM)."""
+test can ask what was answered in any window (during an outage, around a kill, a SIGTERM);
+and requests a test holds inside the server, to see what a graceful shutdown does to them."""
 
+import http.client
 import random
+import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -109,3 +113,66 @@ class HttpLoad:
 def statuses(outcomes: list[Outcome], prefix: str = "") -> Counter[int | None]:
     """How many answers of each status (None: no answer) among paths starting with `prefix`."""
     return Counter(o.status for o in outcomes if o.path.startswith(prefix))
+
+
+class HeldGets:
+    """GETs each on a connection of its own, answered whenever the server answers: built
+    once every request is written to its socket; `answers()` waits for each (status, body)."""
+
+    def __init__(self, host: str, port: int, paths: list[str]) -> None:
+        self._connections = []
+        for path in paths:
+            connection = http.client.HTTPConnection(host, port, timeout=60)
+            connection.request("GET", path)
+            self._connections.append(connection)
+        self._pool = ThreadPoolExecutor(len(paths))
+        self._answers = [self._pool.submit(_answer, c) for c in self._connections]
+
+    def answered(self) -> int:
+        return sum(answer.done() for answer in self._answers)
+
+    def answers(self) -> list[tuple[int, bytes]]:
+        try:
+            return [answer.result() for answer in self._answers]
+        finally:
+            self._pool.shutdown()
+            for connection in self._connections:
+                connection.close()
+
+
+def _answer(connection: http.client.HTTPConnection) -> tuple[int, bytes]:
+    response = connection.getresponse()
+    return response.status, response.read()
+
+
+class IdleConnection:
+    """A keep-alive connection that got one answer and then sends nothing: a server closes it
+    the moment its graceful shutdown begins (hyper closes idle HTTP/1 connections at once)."""
+
+    def __init__(self, host: str, port: int, path: str) -> None:
+        self._connection = http.client.HTTPConnection(host, port, timeout=60)
+        self._connection.request("GET", path)
+        assert _answer(self._connection)[0] == 200
+
+    def closed_by_server(self, timeout_s: float) -> bool:
+        sock = self._connection.sock
+        assert sock is not None
+        sock.settimeout(timeout_s)
+        try:
+            return sock.recv(1) == b""
+        except TimeoutError:
+            return False
+        finally:
+            self._connection.close()
+
+
+def unread_request_bytes(port: int) -> int:
+    """Bytes clients sent to `port` that no server process has read yet (the receive queues
+    of its established sockets, as `ss` shows them)."""
+    lines = subprocess.run(
+        ["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    return sum(int(line.split()[0]) for line in lines)

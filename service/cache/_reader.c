@@ -9,9 +9,9 @@
  *     every probe loop is bounded, so a torn read or garbage gives a miss, never a crash;
  *   - a hit sets the slot's CLOCK reference bit, the only thing a reader ever writes.
  *
- * Nothing of the layout is compiled in except the record header's field widths, which are
- * exported as RECORD_FORMAT and checked against layout.RECORD when shared.py imports this
- * module: every offset arrives from layout.py through the constructor.
+ * Nothing of the layout is compiled in except the record header and the key hash, which it
+ * shares with the writer (_record.h): every offset arrives from layout.py through the
+ * constructor.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -21,42 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#define RECORD_FORMAT "=IHII2x"
-
-/* One record header as the writer packs it with struct "=IHII2x" (no padding between). */
-struct record_header {
-    uint32_t size;
-    uint16_t key_len;
-    uint32_t val_len;
-    uint32_t hash;
-    uint8_t pad[2];
-} __attribute__((packed));
-_Static_assert(sizeof(struct record_header) == 16, "a record header is 16 bytes");
-
-static uint32_t crc_table[256];
-
-static void
-crc_table_init(void)
-{
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int k = 0; k < 8; k++) {
-            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        }
-        crc_table[n] = c;
-    }
-}
-
-/* zlib.crc32 of `data`: the hash the writer files each key under. */
-static uint32_t
-crc32_of(const uint8_t *data, Py_ssize_t len)
-{
-    uint32_t c = 0xFFFFFFFFu;
-    for (Py_ssize_t i = 0; i < len; i++) {
-        c = crc_table[(c ^ data[i]) & 0xFF] ^ (c >> 8);
-    }
-    return c ^ 0xFFFFFFFFu;
-}
+#include "_record.h"
 
 typedef struct {
     PyObject_HEAD
@@ -155,7 +120,7 @@ Reader_get(Reader *self, PyObject *key)
         Py_RETURN_NONE;
     }
     const uint8_t *data = PyUnicode_1BYTE_DATA(key);
-    uint32_t key_hash = crc32_of(data, key_len);
+    uint32_t key_hash = crc32_of(data, (size_t)key_len);
     PyObject *value = NULL;
     enum outcome got = lookup_once(self, data, key_len, key_hash, &value);
     if (got == TORN) {
@@ -296,7 +261,7 @@ crc32_py(PyObject *Py_UNUSED(module), PyObject *arg)
     if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
-    uint32_t c = crc32_of(data.buf, data.len);
+    uint32_t c = crc32_of(data.buf, (size_t)data.len);
     PyBuffer_Release(&data);
     return PyLong_FromUnsignedLong(c);
 }

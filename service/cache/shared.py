@@ -1,9 +1,9 @@
 """`SharedCache`: one copy of recent orders (id -> encoded JSON) shared by all processes.
 
 The API workers read it on every request; the consumer and the warm-up write it. This module
-owns the concurrency protocol and the write path. The lock-free read path is native code
-(`_reader.c`, every offset handed to it from here), the byte layout is in `layout.py`, the
-files behind a region in `region.py`, and the index/eviction algorithms in `writer.py`.
+owns the concurrency protocol. The lock-free read path and the write path (the index and its
+CLOCK eviction) are native code (`_reader.c`, `_writer.c`, every offset handed to them from
+here), the byte layout is in `layout.py`, and the files behind a region in `region.py`.
 
 Concurrency:
 
@@ -12,8 +12,8 @@ Concurrency:
   drops a flock when its holder dies, so a killed writer never leaves the cache locked. After
   a fork the fd is reopened: parent and child sharing one open file would share one lock.
 * Readers take no lock. A global seqlock (`SEQ_W`) is odd while a writer mutates and is bumped
-  around each put, or each run of up to RUN puts indexed together (not around a whole batch,
-  so readers are not starved during a warm-up). A reader reads seq, looks the key up, copies
+  around each run of up to RUN puts (not around a whole batch, so readers are not starved
+  during a warm-up). A reader reads seq, looks the key up, copies
   the value out, and re-reads seq; if it was odd or has changed it retries for up to
   READ_PATIENCE_S and then reports a miss. A miss is always safe: the caller falls back to
   PostgreSQL, and asks the cache once more if PostgreSQL cannot answer.
@@ -24,29 +24,31 @@ Concurrency:
 * The seq word is also the dirty marker: a writer killed between its two increments leaves it
   odd. The next writer to take the lock sees that, clears the whole cache (entries are only a
   copy of PostgreSQL) and makes seq even again; readers see misses meanwhile.
-* Ordering: writers store header words and slots through `memoryview.cast`, i.e. one
-  aligned 8-byte store each, and the reader loads them as single aligned atomic words, so a
-  word is never torn. The reader's seq loads are acquire loads, but the writers, in Python,
-  cannot issue release fences: the seqlock relies on x86-64's memory model (stores become
-  visible in program order), which a weaker model (ARM) does not give.
+* Ordering: the writer stores header words and slots as single aligned atomic words and the
+  reader loads them so, so a word is never torn. The writer fences after making seq odd and
+  releases it even; the reader's seq loads are acquire loads. The record bytes are plain
+  copies, ordered by those fences on x86-64 (stores become visible in program order); a weaker
+  model (ARM) would need the reader's copies made atomic too.
 
-Keys hash with `zlib.crc32`, which, unlike `hash()`, is the same in every process.
+Keys hash with crc32 (zlib's), which, unlike `hash()`, is the same in every process.
 """
 
 import fcntl
 import logging
 import os
 import threading
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from mmap import mmap
 
-from service.cache import _reader
+from service.cache import _reader, _writer
+from service.cache._writer import CorruptError
 from service.cache.layout import (
     ENTRIES_W,
     EVICTIONS_W,
+    HEAD_W,
     LIVE_BYTES_W,
+    LOG_USED_W,
     MAX_BUDGET,
     MAX_CAPACITY,
     MAX_KEY_LEN,
@@ -54,6 +56,7 @@ from service.cache.layout import (
     READY_W,
     RECORD,
     SEQ_W,
+    TAIL_W,
     Views,
     usable_budget,
 )
@@ -66,7 +69,6 @@ from service.cache.region import (
     relock_owner,
     remove_files,
 )
-from service.cache.writer import CorruptError, Value, Writer
 from service.errors import CacheError, CacheKeyError
 
 log = logging.getLogger(__name__)
@@ -78,15 +80,21 @@ READ_TRIES = 64
 READ_PATIENCE_S = 0.002
 # Puts under one odd seq: a reader waits out a run of them.
 RUN = 32
+# Tail records a put may move to the head for their reference bit before it evicts whatever
+# it meets: readers keep setting bits, so without a cap making room might never end.
+MAX_SECOND_CHANCES = 64
 
-_crc32 = zlib.crc32
 _yield = os.sched_yield
 
-if RECORD.format != _reader.RECORD_FORMAT:
-    raise ImportError(
-        f"service.cache._reader reads records as {_reader.RECORD_FORMAT!r} but layout.py "
-        f"writes {RECORD.format!r}: the extension is stale, rebuild it (./dev reinstalls it)"
-    )
+# A value as the caller holds it: bytes, or a view on a buffer read from PostgreSQL.
+Value = bytes | memoryview
+
+for _native in (_reader, _writer):
+    if RECORD.format != _native.RECORD_FORMAT:
+        raise ImportError(
+            f"{_native.__name__} lays records out as {_native.RECORD_FORMAT!r} but layout.py "
+            f"as {RECORD.format!r}: the extension is stale, rebuild it (./dev reinstalls it)"
+        )
 
 
 def _native_reader(mm: mmap, views: Views) -> _reader.Reader:
@@ -108,6 +116,24 @@ def _native_reader(mm: mmap, views: Views) -> _reader.Reader:
         max_probe=min(offsets.slot_count, views.capacity + 1),
         max_key_len=MAX_KEY_LEN,
         patience_s=READ_PATIENCE_S,
+    )
+
+
+def _native_writer(mm: mmap, views: Views) -> _writer.Writer:
+    """The native write path over a mapped region, given every offset from layout.py."""
+    offsets = views.offsets
+    return _writer.Writer(
+        mm,
+        header_words=(SEQ_W, HEAD_W, TAIL_W, LOG_USED_W, ENTRIES_W, LIVE_BYTES_W, EVICTIONS_W),
+        slot_ref_at=offsets.slot_ref,
+        slot_hash_at=offsets.slot_hash,
+        ref_bits_at=offsets.ref_bits,
+        log_at=offsets.log,
+        slot_count=offsets.slot_count,
+        budget=offsets.budget,
+        capacity=views.capacity,
+        max_key_len=MAX_KEY_LEN,
+        max_second_chances=MAX_SECOND_CHANCES,
     )
 
 
@@ -142,12 +168,10 @@ class SharedCache:
         self._pid = os.getpid()
         self._thread_lock = threading.Lock()
         self._views = views = Views(mm)
-        self._writer = Writer(views)
+        self._writer = _native_writer(mm, views)
         self._mm = mm
         self._hdr = views.hdr
         self._budget = views.budget
-        # In any consistent state at most `capacity` slots are used, so a probe meets an empty
-        # slot within capacity + 1 steps; a longer run can only come from a torn read.
         self._reader = _native_reader(mm, views)
         # The read path, bound straight to native code: a hit is one C call.
         self.get: Callable[[str], bytes | None] = self._reader.get
@@ -280,38 +304,13 @@ class SharedCache:
         return self._fd
 
     def _put_run_locked(self, items: Sequence[tuple[bytes, Value]]) -> int:
-        """Store a run of items: appended and indexed in one go while they fit at the head
-        without evicting (a warm-up into an empty region, most consumer batches), else one
-        by one."""
-        written = self._writer.append_run(items)
-        if written is None:
-            return sum(self._put_locked(key, _crc32(key), value) for key, value in items)
-        hdr = self._hdr
-        hdr[SEQ_W] += 1
+        """Store a run of items under one odd seq; a corrupt region is cleared instead."""
         try:
-            self._writer.index_run(*written)
-        except BaseException:
-            self._writer.clear()
-            raise
-        finally:
-            hdr[SEQ_W] += 1
-        return len(items)
-
-    def _put_locked(self, key: bytes, key_hash: int, value: Value) -> bool:
-        hdr = self._hdr
-        hdr[SEQ_W] += 1  # odd: readers ignore what they see until the increment below
-        try:
-            stored = self._writer.put(key, key_hash, value)
+            return self._writer.put_run(items)
         except CorruptError as exc:
-            self._recover(str(exc))
-            stored = False
-        except BaseException:
-            # A half-done mutation (e.g. KeyboardInterrupt): clear rather than leave it torn.
-            self._writer.clear()
-            raise
-        finally:
-            hdr[SEQ_W] += 1
-        return stored
+            self._recover(str(exc))  # seq was left odd: readers miss until the next line
+            self._hdr[SEQ_W] += 1
+            return 0
 
     def _recover(self, reason: str) -> None:
         """Clear everything; the caller holds the lock and keeps seq odd until it is done."""
@@ -326,6 +325,7 @@ class SharedCache:
             return
         self._closed = True
         self._reader.release()
+        self._writer.release()
         self._views.release()
         self._mm.close()
         os.close(self._fd)

@@ -333,6 +333,7 @@ def run_with_fault(
         name,
         **injected,
         messages=len(stream.values),
+        rate=RATE,
         valid=VALID,
         duplicates=DUPLICATES,
         invalid=INVALID,

@@ -138,16 +138,16 @@ def test_put_encoded_stores_nothing_if_one_key_is_bad(cache: SharedCache, bad: b
     assert cache.stats().entries == 0
 
 
-def test_try_put_stores_nothing_while_another_writer_holds_the_lock(
+def test_try_put_many_stores_nothing_while_another_writer_holds_the_lock(
     cache: SharedCache, name: str
 ) -> None:
     other_writer = os.open(region_path(name), os.O_RDWR)
     try:
         fcntl.flock(other_writer, fcntl.LOCK_EX)
-        assert cache.try_put("busy", b"{}") is False
+        assert cache.try_put_many([("busy", b"{}"), ("also", b"{}")]) == 0
         assert cache.get("busy") is None
         fcntl.flock(other_writer, fcntl.LOCK_UN)
-        assert cache.try_put("busy", b"{}") is True
+        assert cache.try_put_many([("busy", b"{}"), ("also", b"{}")]) == 2
         assert cache.get("busy") == b"{}"
     finally:
         os.close(other_writer)

@@ -72,6 +72,30 @@ def test_each_query_slot_takes_a_miss_at_once_when_idle(
     assert queries == [[uid] for uid in uids]
 
 
+def test_each_query_fills_the_cache_once_with_what_it_found_before_its_callers_hear(
+    settings: Settings, stored_bodies: dict[str, bytes], queries: list[list[str]]
+) -> None:
+    known = list(stored_bodies)
+    filled: list[dict[str, bytes]] = []
+
+    async def scenario() -> list[bytes | None]:
+        async with async_pool(settings) as pool:
+            documents = DocumentLoader(
+                pool, max_reads=1, fill=lambda items: filled.append(dict(items))
+            )
+
+            async def load(uid: str) -> bytes | None:
+                body = await documents.load(uid)
+                assert any(uid in fill for fill in filled) == (body is not None)
+                return body
+
+            return await asyncio.gather(*(load(uid) for uid in [*known, "no-such-order"]))
+
+    assert asyncio.run(scenario()) == [*stored_bodies.values(), None]
+    assert filled == [{known[0]: stored_bodies[known[0]]}, {u: stored_bodies[u] for u in known[1:]}]
+    assert len(queries) == 2
+
+
 def test_a_cancelled_caller_leaves_the_others_their_answers(
     settings: Settings, stored_bodies: dict[str, bytes]
 ) -> None:

@@ -1,9 +1,9 @@
 """One order by id as a ready HTTP answer: the shared cache first, then PostgreSQL through the
-worker's `DocumentLoader` (which reads concurrent misses together), filling the cache on the
-way back unless another writer holds it (`SharedCache.try_put`). The Litestar route answers
-through here; the RSGI dispatcher answers hits itself (a lookup and the bytes, counted per
-loop iteration) and misses through `stored_order`, so a request gets the same status, body
-and metrics whichever of them served it."""
+worker's `DocumentLoader` (which reads concurrent misses together and fills the cache with
+each query's bodies unless another writer holds it, `SharedCache.try_put_many`). The
+Litestar route answers through here; the RSGI dispatcher answers hits itself (a lookup and the
+bytes, counted per loop iteration) and misses through `stored_order`, so a request gets the
+same status, body and metrics whichever of them served it."""
 
 import re
 from dataclasses import dataclass
@@ -51,7 +51,6 @@ async def stored_order(state: AppState, order_uid: str) -> Answer:
     if body is None:
         detail = f"no order with order_uid {order_uid!r}"
         return Answer(404, PROBLEM_JSON, problem_body(404, "Not Found", detail))
-    state.cache.try_put(order_uid, body)
     return Answer(200, JSON, body)
 
 

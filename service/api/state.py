@@ -34,7 +34,9 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     primary = async_pool(settings, primary=True) if settings.reads_from_replica else None
     if primary is not None:
         await primary.open(wait=False)
-    documents = DocumentLoader(pool, max_reads=settings.miss_queries, primary=primary)
+    documents = DocumentLoader(
+        pool, max_reads=settings.miss_queries, primary=primary, fill=cache.try_put_many
+    )
     app.state.orders = AppState(settings, cache, pool, documents, primary)
     # Everything allocated so far (Litestar, the app, the modules) lives as long as the worker:
     # frozen, the collector's full passes stop re-scanning it. Those passes were the misses'

@@ -228,12 +228,12 @@ class SharedCache:
         """Insert or overwrite; False (and any old value dropped) if `value` can never fit."""
         return self.put_many(((key, value),)) == 1
 
-    def try_put(self, key: str, value: bytes) -> bool:
-        """`put`, unless another writer holds the lock at this moment: then nothing is stored
-        and the answer is False. For the request path, where blocking would stall a worker's
-        whole event loop behind the consumer's batch (thousands of puts under one lock); the
-        order is simply filled by a later miss."""
-        return self._store([(_key_bytes(key), value)], blocking=False) == 1
+    def try_put_many(self, items: Iterable[tuple[str, bytes]]) -> int:
+        """`put_many`, unless another writer holds the lock at this moment: then nothing is
+        stored and the answer is 0. For the request path, where blocking would stall a
+        worker's whole event loop behind the consumer's batch (thousands of puts under one
+        lock); the orders are simply filled by a later miss."""
+        return self._store([(_key_bytes(key), value) for key, value in items], blocking=False)
 
     def put_many(self, items: Iterable[tuple[str, bytes]]) -> int:
         """Store all items under one lock acquisition; return how many were stored."""

@@ -12,11 +12,16 @@ section 5).
 With reads on a replica (POSTGRES_READ_URL) the ids the replica does not have are asked of
 the primary before they are answered as unknown.
 
+What a query found is handed to `fill` (the API gives the shared cache's `try_put_many`) in
+one call before its callers are answered: one lock and one native put for the whole query
+instead of one each, which was 7.8 % of a worker's samples under misses.
+
 The number of waiting ids is bounded by the requests a worker accepts (granian's
 backpressure), so a query never carries more ids than that.
 """
 
 import asyncio
+from collections.abc import Callable, Iterable
 
 from service.observability import metrics
 from service.store.db import Pool
@@ -25,13 +30,17 @@ from service.store.reader import fetch_documents
 _READS = metrics.DOCUMENT_READS
 
 Waiters = dict[str, list[asyncio.Future[bytes | None]]]
+Fill = Callable[[Iterable[tuple[str, bytes]]], object]
 
 
 class DocumentLoader:
     """Stored response bodies by id for one event loop, read in shared queries."""
 
-    def __init__(self, pool: Pool, max_reads: int, primary: Pool | None = None) -> None:
+    def __init__(
+        self, pool: Pool, max_reads: int, primary: Pool | None = None, fill: Fill | None = None
+    ) -> None:
         self._pool = pool
+        self._fill = fill
         # With reads on a replica: where the ids it does not have yet are asked again, since
         # a replica lags and "not found" there may be an order the primary has just stored.
         self._primary = primary
@@ -81,6 +90,8 @@ class DocumentLoader:
             order_uids = [*order_uids, *self._waiting]
             self._reading.update(self._waiting)
             self._waiting = {}
+        if bodies and self._fill is not None:
+            self._fill(bodies.items())
         for order_uid in order_uids:
             for answer in self._reading.pop(order_uid):
                 if answer.done():  # the caller was cancelled

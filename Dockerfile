@@ -7,7 +7,7 @@ WORKDIR /src
 COPY pyproject.toml setup.py README.md requirements.lock requirements-build.lock ./
 COPY service ./service
 # The locked versions, each checked against its hash, then the service itself (no more deps)
-# with its native cache reader, compiled by the locked setuptools.
+# with its native cache reader and writer, compiled by the locked setuptools.
 RUN pip install --no-cache-dir --require-hashes -r requirements-build.lock \
     && pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements.lock \
     && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .

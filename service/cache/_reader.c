@@ -151,19 +151,6 @@ Reader_release(Reader *self, PyObject *Py_UNUSED(ignored))
 }
 
 static int
-check_span(const char *what, Py_ssize_t at, Py_ssize_t size, Py_ssize_t align,
-           Py_ssize_t region_len)
-{
-    if (at < 0 || size < 0 || at % align != 0 || at > region_len || size > region_len - at) {
-        PyErr_Format(PyExc_ValueError,
-                     "%s (%zd bytes at %zd, aligned to %zd) does not fit a region of %zd bytes",
-                     what, size, at, align, region_len);
-        return -1;
-    }
-    return 0;
-}
-
-static int
 Reader_init(Reader *self, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"region", "seq_at", "slot_ref_at", "slot_hash_at",

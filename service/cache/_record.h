@@ -1,5 +1,5 @@
 /* What the native reader (_reader.c) and writer (_writer.c) share of a cache region's bytes:
- * the record header and the key hash. Everything else of the layout (where the header words,
+ * the record header, the key hash, and the check of each span a constructor is given. Everything else of the layout (where the header words,
  * slot arrays and log start) arrives from service/cache/layout.py through each type's
  * constructor; RECORD_FORMAT is exported by both modules and checked against layout.RECORD
  * when service/cache/shared.py imports them, so a stale build refuses to load.
@@ -7,6 +7,7 @@
 #ifndef ORDER_CACHE_RECORD_H
 #define ORDER_CACHE_RECORD_H
 
+#include <Python.h>
 #include <stdint.h>
 #include <stddef.h>
 
@@ -47,6 +48,21 @@ crc32_of(const uint8_t *data, size_t len)
         c = crc_table[(c ^ data[i]) & 0xFF] ^ (c >> 8);
     }
     return c ^ 0xFFFFFFFFu;
+}
+
+/* 0 if `size` bytes at `at`, aligned to `align`, lie inside a region of `region_len` bytes;
+ * else -1 with ValueError set, naming `what`. */
+static int
+check_span(const char *what, Py_ssize_t at, Py_ssize_t size, Py_ssize_t align,
+           Py_ssize_t region_len)
+{
+    if (at < 0 || size < 0 || at % align != 0 || at > region_len || size > region_len - at) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s (%zd bytes at %zd, aligned to %zd) does not fit a region of %zd bytes",
+                     what, size, at, align, region_len);
+        return -1;
+    }
+    return 0;
 }
 
 #endif

@@ -97,42 +97,42 @@ for _native in (_reader, _writer):
         )
 
 
+def _spans(views: Views) -> dict[str, int]:
+    """Where the slot arrays and the log lie, and the key limit: what both native types take."""
+    offsets = views.offsets
+    return {
+        "slot_ref_at": offsets.slot_ref,
+        "slot_hash_at": offsets.slot_hash,
+        "ref_bits_at": offsets.ref_bits,
+        "log_at": offsets.log,
+        "slot_count": offsets.slot_count,
+        "budget": offsets.budget,
+        "max_key_len": MAX_KEY_LEN,
+    }
+
+
 def _native_reader(mm: mmap, views: Views) -> _reader.Reader:
     """The native read path over a mapped region, given every offset from layout.py.
 
     In any consistent state at most `capacity` slots are used, so a probe meets an empty slot
     within capacity + 1 steps; a longer run can only come from a torn read.
     """
-    offsets = views.offsets
     return _reader.Reader(
         mm,
+        **_spans(views),
         seq_at=SEQ_W * 8,
-        slot_ref_at=offsets.slot_ref,
-        slot_hash_at=offsets.slot_hash,
-        ref_bits_at=offsets.ref_bits,
-        log_at=offsets.log,
-        slot_count=offsets.slot_count,
-        budget=offsets.budget,
-        max_probe=min(offsets.slot_count, views.capacity + 1),
-        max_key_len=MAX_KEY_LEN,
+        max_probe=min(views.offsets.slot_count, views.capacity + 1),
         patience_s=READ_PATIENCE_S,
     )
 
 
 def _native_writer(mm: mmap, views: Views) -> _writer.Writer:
     """The native write path over a mapped region, given every offset from layout.py."""
-    offsets = views.offsets
     return _writer.Writer(
         mm,
+        **_spans(views),
         header_words=(SEQ_W, HEAD_W, TAIL_W, LOG_USED_W, ENTRIES_W, LIVE_BYTES_W, EVICTIONS_W),
-        slot_ref_at=offsets.slot_ref,
-        slot_hash_at=offsets.slot_hash,
-        ref_bits_at=offsets.ref_bits,
-        log_at=offsets.log,
-        slot_count=offsets.slot_count,
-        budget=offsets.budget,
         capacity=views.capacity,
-        max_key_len=MAX_KEY_LEN,
         max_second_chances=MAX_SECOND_CHANCES,
     )
 

@@ -1,8 +1,9 @@
 /* What the native reader (_reader.c) and writer (_writer.c) share of a cache region's bytes:
- * the record header, the key hash, and the check of each span a constructor is given. Everything else of the layout (where the header words,
- * slot arrays and log start) arrives from service/cache/layout.py through each type's
- * constructor; RECORD_FORMAT is exported by both modules and checked against layout.RECORD
- * when service/cache/shared.py imports them, so a stale build refuses to load.
+ * the record header, the key hash, and the check of each span a constructor is given.
+ * Everything else of the layout (where the header words, slot arrays and log start) arrives
+ * from service/cache/layout.py through each type's constructor; RECORD_FORMAT is exported by
+ * both modules and checked against layout.RECORD when service/cache/shared.py imports them,
+ * so a stale build refuses to load.
  */
 #ifndef ORDER_CACHE_RECORD_H
 #define ORDER_CACHE_RECORD_H

@@ -4,9 +4,10 @@ arrive, off the database connection.
 The consumer's main thread adds each order here right after decoding it, so the writer thread
 only sends finished bytes and waits for PostgreSQL, with the GIL released: formatting rows on
 the writer thread made it queue for the GIL behind the decoding, and PostgreSQL sat idle
-meanwhile (docs/profiling-study.md, "ingest"). The bytes come from psycopg's own row
-formatters (its C implementation), the ones `Copy.write_row` uses, which need no connection:
-a `Transformer` without one dumps with the default adapters, as the writer's connection does.
+meanwhile (docs/profiling-study.md, "ingest"). The bytes come from `_copy_rows.c`, which reads
+the decoded Structs and writes the rows psycopg's own row formatters would write for them
+(text format for the four tables, binary for the bodies), with no tuple built a row and no
+Python object a field.
 
 A batch keeps the first copy of each `order_uid` and refuses later ones, so its payloads never
 hold two rows for one key.
@@ -14,31 +15,14 @@ hold two rows for one key.
 
 from collections.abc import Iterable
 
-from psycopg import abc, adapt, postgres
-from psycopg._copy_base import format_row_binary, format_row_text
-from psycopg.pq import Format
-
 from service.model import Document, Order
-from service.store.rows import (
-    BINARY_TYPES,
-    TABLES,
-    delivery_row,
-    item_rows,
-    order_row,
-    payment_row,
-)
+from service.store._copy_rows import Rows
+from service.store.rows import BINARY_TYPES, ROW_FIELDS, TABLES
 
 # PGCOPY binary format: the file header (signature, flags, header extension length) and the
 # trailer (a field count of -1).
 BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 BINARY_TRAILER = b"\xff\xff"
-
-
-def _binary_transformer(type_names: tuple[str, ...]) -> abc.Transformer:
-    transformer = adapt.Transformer()
-    oids = [postgres.types.get_oid(name) for name in type_names]
-    transformer.set_dumper_types(oids, Format.BINARY)
-    return transformer
 
 
 class CopyBatch:
@@ -47,17 +31,11 @@ class CopyBatch:
     def __init__(self) -> None:
         self.documents: list[Document] = []
         self._uids: set[str] = set()
-        self._text = adapt.Transformer()
-        self._binary = {table: _binary_transformer(types) for table, types in BINARY_TYPES.items()}
         self._buffers = {
             table: bytearray(BINARY_HEADER if table in BINARY_TYPES else b"") for table in TABLES
         }
-        self._orders = self._buffers["orders"]
-        self._deliveries = self._buffers["deliveries"]
-        self._payments = self._buffers["payments"]
-        self._items = self._buffers["items"]
-        self._bodies = self._buffers["order_documents"]
-        self._bodies_tx = self._binary["order_documents"]
+        orders, deliveries, payments, items, bodies = self._buffers.values()
+        self._rows = Rows(ROW_FIELDS, (orders, deliveries, payments, items, bodies))
         self._finished = False
 
     @classmethod
@@ -74,15 +52,9 @@ class CopyBatch:
         uid = order.order_uid
         if uid in self._uids:
             return False
+        self._rows.add(order, body)
         self._uids.add(uid)
         self.documents.append((order, body))
-        text = self._text
-        format_row_text(order_row(order), text, self._orders)
-        format_row_text(delivery_row(order), text, self._deliveries)
-        format_row_text(payment_row(order), text, self._payments)
-        for row in item_rows(order):
-            format_row_text(row, text, self._items)
-        format_row_binary((uid, body), self._bodies_tx, self._bodies)
         return True
 
     def payloads(self) -> dict[str, bytearray]:

@@ -2,8 +2,9 @@
 
 Four tables hold the order normalised; `order_documents` holds its encoded response body
 (see migrations/0002), which the caller encodes once and also hands to the cache. The column
-lists are the single source for the COPY statements, the staging tables and the benchmark's
-`psql \\copy` ceiling, so all three write the same rows.
+lists are the single source for the COPY statements, the staging tables, the consumer's native
+row formatter and the benchmark's `psql \\copy` ceiling, so all of them write the same rows; the
+tuples below are the reference that formatter is tested against.
 """
 
 from collections.abc import Iterator
@@ -66,6 +67,11 @@ TABLES: dict[str, tuple[str, ...]] = {
 # Tables COPYed in binary format, with their column types: a kilobyte of bytea costs half as
 # much to send this way as hex-escaped in text format.
 BINARY_TYPES: dict[str, tuple[str, ...]] = {"order_documents": ("text", "bytea")}
+
+# The attributes of the order, its delivery, its payment and an item that make the rows of
+# orders, deliveries, payments and items: the columns, less the order_uid that leads every
+# child row and the line_no that follows it in items (the consumer's rows, `_copy_rows.c`).
+ROW_FIELDS = (ORDER_COLUMNS, DELIVERY_COLUMNS[1:], PAYMENT_COLUMNS[1:], ITEM_COLUMNS[2:])
 
 Row = tuple[object, ...]
 

@@ -93,6 +93,23 @@ def topic_size(brokers: str, topic: str) -> int:
         consumer.close()
 
 
+class DeadLetters:
+    """The values in the dead-letter topic, read whole each time they are asked for: a letter
+    written twice (a batch retried) or still on its way must not pass for a missing one."""
+
+    def __init__(self, brokers: str, topic: str) -> None:
+        self._brokers = brokers
+        self._topic = topic
+        self.values: list[bytes | None] = []
+
+    def cover(self, invalid: list[bytes]) -> bool:
+        size = topic_size(self._brokers, self._topic)
+        if size < len(invalid):
+            return False
+        self.values = [m.value() for m in read_all(self._brokers, self._topic, size)]
+        return set(invalid) <= set(self.values)
+
+
 class PacedProducer:
     """Produces `values` (keyed by `keys`) spread evenly over `seconds` from a thread, so a
     fault can be injected while messages keep arriving. Leaving the block waits until every

@@ -31,7 +31,7 @@ from tests.fix_db import (
     stored_count,
     stored_now,
 )
-from tests.fix_kafka import PacedProducer, produce, read_all, topic_size
+from tests.fix_kafka import DeadLetters, PacedProducer, produce, topic_size
 from tests.fix_load import Cached, answered_404, cached_orders, report, uids_of, unknown, values_of
 from tests.fix_processes import (
     REPO,
@@ -206,7 +206,8 @@ def test_sigkill_mid_stream_and_mid_write_stores_every_valid_order_once_and_dead
     dlq = env["KAFKA_DLQ_TOPIC"]
     with service_process(env, "consume"):
         wait_for(lambda: stored_count(db, uids) == len(uids), 180, "every valid order stored")
-        wait_for(lambda: topic_size(settings.kafka_brokers, dlq) >= CRASH_INVALID, 60, "DLQ")
+        letters = DeadLetters(settings.kafka_brokers, dlq)
+        wait_for(lambda: letters.cover(stream.invalid), 60, "every invalid one in the DLQ")
     assert_stored_exactly(db, stream.valid)
     first_copies = {o.order_uid: o for o in stream.valid}
     overwritten = sum(
@@ -215,8 +216,7 @@ def test_sigkill_mid_stream_and_mid_write_stores_every_valid_order_once_and_dead
     )
     assert overwritten == 0, "a later copy overwrote"
     assert stored_count(db, [f"broken-{i}" for i in range(CRASH_INVALID)]) == 0
-    dead = read_all(settings.kafka_brokers, dlq, topic_size(settings.kafka_brokers, dlq))
-    dead_values = [m.value() for m in dead]
+    dead_values = letters.values
     assert set(dead_values) == set(stream.invalid), "the DLQ holds exactly the invalid ones"
     stored = stored_count(db, uids)
     report(

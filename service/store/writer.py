@@ -2,8 +2,10 @@
 
 A batch arrives as a `CopyBatch`: its rows already formatted, so writing is sending bytes and
 waiting for PostgreSQL. Fast path: the rows are COPYed straight into the tables in a
-transaction of their own; almost every batch is new orders, and this is the least work
-PostgreSQL can do (a savepoint around it would cost two more round trips a batch). If some
+transaction of their own, the five COPY statements sent as one query (`copy_many`: six round
+trips instead of twelve; inside a caller's transaction, a savepoint and one COPY at a time).
+Almost every batch is new orders, and this is the least work PostgreSQL can do (a savepoint
+around it would cost two more round trips a batch). If some
 order_uid is already stored (a redelivered batch), that transaction is rolled back and the
 slow path runs in a new one: the same bytes COPYed into session-local staging tables, then
 one prepared statement moves them into the real tables with `INSERT … ON CONFLICT DO
@@ -18,10 +20,12 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from psycopg import Cursor
 from psycopg.errors import UniqueViolation
+from psycopg.pq import TransactionStatus
 
 from service.errors import StoreRejected
 from service.model import Document
 from service.store.copy_in import CopyBatch
+from service.store.copy_many import copy_many
 from service.store.db import Connection, translated_errors
 from service.store.rows import BINARY_TYPES, TABLES
 
@@ -103,8 +107,12 @@ class OrderWriter:
     def _copy_new(self, payloads: dict[str, bytearray]) -> bool:
         """The fast path; False, and nothing written, if some order is already stored."""
         try:
-            with self._conn.transaction(), self._conn.cursor() as cur:
-                _copy(cur, _COPY_DIRECT, payloads)
+            if self._conn.info.transaction_status == TransactionStatus.IDLE:
+                copy_many(self._conn, [(_COPY_DIRECT[t], data) for t, data in payloads.items()])
+            else:
+                # Inside the caller's transaction (a re-drive's, with its ledger): a savepoint.
+                with self._conn.transaction(), self._conn.cursor() as cur:
+                    _copy(cur, _COPY_DIRECT, payloads)
         except UniqueViolation:
             return False
         return True

@@ -44,7 +44,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import msgspec
@@ -72,8 +72,8 @@ CacheSink = Callable[[list[tuple[bytes, bytes]]], object]
 # only add to a failover: the new primary found up to BACKOFF_MAX_S after its promotion.
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 4.0
-# While a batch is in the database, the gatherer looks at its write this often: the slack
-# between a write ending and the next starting.
+# While a batch is in the database, the gatherer takes what Kafka has this often, and at once
+# when the write ends.
 GATHER_STEP_S = 0.002
 # How long the decoding thread may keep the GIL while the writer waits for it. With CPython's
 # default, PostgreSQL sat idle behind every one of the writer's round trips; the value is the
@@ -190,14 +190,19 @@ class OrderConsumer:
             if first and limit > 1:
                 self._decode(self._consumer.consume(limit - 1, 0))
             return
-        # A rebalance inside consume() may drain the pipeline, so the state is read afresh.
+        # Kafka's queue taken as it is; with it empty, the wait is on the write, not inside
+        # consume(), so its end is noticed at once and what arrived meanwhile goes with this
+        # batch. A rebalance inside consume() may drain the pipeline, so the state is read
+        # afresh.
         while (
-            self._in_flight is not None
-            and not self._in_flight[1].done()
-            and self._gathering.taken < limit
-            and not self.stop.is_set()
+            self._in_flight is not None and self._gathering.taken < limit and not self.stop.is_set()
         ):
-            self._decode(self._consumer.consume(limit - self._gathering.taken, GATHER_STEP_S))
+            messages = self._consumer.consume(limit - self._gathering.taken, 0)
+            self._decode(messages)
+            if self._in_flight is None or self._in_flight[1].done():
+                break
+            if not messages:
+                wait([self._in_flight[1]], GATHER_STEP_S)
 
     def _decode(self, messages: list[Message]) -> None:
         batch = self._gathering

@@ -24,11 +24,15 @@ create_cluster() {
     say "creating cluster $v/$CLUSTER on port $PORT"
     pg_createcluster --start-conf=manual -p "$PORT" "$v" "$CLUSTER" -- \
         --auth-local=peer --auth-host=scram-sha-256 >/dev/null
-    # Loopback only; fsync stays on: the tests prove durability across restarts.
+    # Loopback only; fsync stays on: the tests prove durability across restarts. No TLS until
+    # tls-on: Debian turns it on with its snakeoil certificate, which no client can verify, so
+    # every loopback connection paid for encryption that proves nothing (and tls-off did not
+    # stop it), where the compose file's PostgreSQL serves none.
     cat >"/etc/postgresql/$v/$CLUSTER/conf.d/orderservice.conf" <<CONF
 listen_addresses = '127.0.0.1'
 max_connections = 200
 shared_buffers = 256MB
+ssl = off
 CONF
 }
 
